@@ -133,8 +133,8 @@ def test_signal_in_tmux_mode_ends_agent_and_window_says_so(sig, make_spec, proje
 
 
 def test_tmux_mode_works_with_the_installed_package_alone(make_spec, project, tmux_env):
-    """No PYTHONPATH pointing at the repository: the shim inside the window must
-    still find seqrun (an editable install's finder needs site, which the shim skips)."""
+    """No PYTHONPATH pointing at the repository: the window's viewer runs without
+    site and without importing seqrun, and the run still completes."""
     make_spec("- [ ] 1. One\n")
     env = seqrun_env({**tmux_env, "SEQRUN_DEMO_DELAY": "0"})
     env.pop("PYTHONPATH", None)

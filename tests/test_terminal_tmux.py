@@ -300,8 +300,8 @@ def test_window_closed_mid_run(tmp_path: Path, runs: Runs) -> None:
     assert wait_for(lambda: gone(result.pid), 3)
 
 
-def test_shim_killed_mid_run(tmp_path: Path, runs: Runs) -> None:
-    """No status from the window: seqrun ends the agent's tree itself."""
+def test_viewer_killed_mid_run(tmp_path: Path, runs: Runs) -> None:
+    """The window's program dies: nobody can see the agent any more, so it is ended."""
     script = write_script(
         tmp_path,
         "import os, signal, time\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
@@ -310,21 +310,23 @@ def test_shim_killed_mid_run(tmp_path: Path, runs: Runs) -> None:
     )
     session = TmuxSession("shim")
 
-    def kill_shim_when_ready() -> None:
+    def kill_viewer_when_ready() -> None:
         def ready() -> bool:
             proc = subprocess.run(["tmux", "capture-pane", "-p", "-t", "=shim:task-s"],
                                   capture_output=True, text=True)
             return "ready" in proc.stdout
         wait_for(ready, 10)
-        shim = int(tmux("display-message", "-p", "-t", "=shim:task-s", "#{pane_pid}"))
-        os.kill(shim, signal.SIGKILL)
+        viewer = int(tmux("display-message", "-p", "-t", "=shim:task-s", "#{pane_pid}"))
+        os.kill(viewer, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_shim_when_ready)
+    killer = threading.Thread(target=kill_viewer_when_ready)
     killer.start()
+    started = time.monotonic()
     result = runs.tmux(session, "task-s", Invocation([sys.executable, str(script)]), grace=0.5, timeout=20)
     killer.join()
-    assert result.exit_status == 129 and result.error is not None
-    assert "closed before the agent finished" in result.error
+    assert time.monotonic() - started < 10
+    assert result.error == "the tmux window was closed while the agent ran"
+    assert result.exit_status == 143 and not result.interrupted and not result.timed_out
     child = int(runs.lines["task-s"][0].split()[1])
     assert wait_for(lambda: gone(result.pid) and gone(child), 3)
 
@@ -355,9 +357,17 @@ def test_missing_command_or_cwd_raises_before_any_window(tmp_path: Path, runs: R
     assert not session.exists()
 
 
-def test_broken_shim_is_reported(tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_broken_viewer_is_reported(tmp_path: Path, runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's program cannot start: a clear error, and the agent does not run on."""
     import seqrun.terminal.tmux as tmux_module
 
-    monkeypatch.setattr(tmux_module, "_SHIM_MODULE", "seqrun.terminal.no_such_shim")
-    with pytest.raises(tmux_module.TmuxError, match="No module named 'seqrun.terminal.no_such_shim'"):
-        runs.tmux(TmuxSession("broken"), "task-x", Invocation(["true"]))
+    monkeypatch.setattr(tmux_module, "VIEWER", str(tmp_path / "no_such_viewer.py"))
+    pid_file = tmp_path / "pid"
+    script = write_script(tmp_path, "import os, sys, time\nopen(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                                    "time.sleep(60)\n")
+    started = time.monotonic()
+    with pytest.raises(tmux_module.TmuxError, match="viewer connected.*no_such_viewer.py"):
+        runs.tmux(TmuxSession("broken"), "task-x", Invocation([sys.executable, str(script), str(pid_file)]),
+                  grace=0.5)
+    assert time.monotonic() - started < 10
+    assert wait_for(lambda: gone(int(pid_file.read_text())), 3)

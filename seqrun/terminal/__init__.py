@@ -1,17 +1,16 @@
-"""Running agent processes: in a pty (always) and inside tmux windows (to watch).
+"""Running agent processes: in a pty (always), shown in tmux windows (to watch).
 
 :func:`run_in_pty` runs one :class:`~seqrun.backends.base.Invocation` and ends
-its whole process tree afterwards; :class:`TmuxSession` runs the same thing in
-a tmux window a person can attach to, with identical output, log and exit
-status.
+its whole process tree afterwards; :class:`TmuxSession` runs it the same way
+and shows it in a tmux window a person can attach to and type into.
 """
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-# Imported on first use: the tmux shim starts a fresh Python for every window
-# and needs only the pty part, so the package itself imports nothing.
+# Imported on first use: `seqrun --collect-only` and the reporters need none of
+# this, and each module costs start-up time.
 _EXPORTS = {
     "MAX_LINE": "output", "LineSplitter": "output", "OutputSink": "output",
     "ProcessTree": "proctree", "kill_tree": "proctree",

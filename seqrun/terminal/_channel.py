@@ -1,27 +1,28 @@
-"""The wire between seqrun and the shim running inside a tmux window.
+"""The wire between seqrun and the viewer running inside a tmux window.
 
 A Unix stream socket in a private (0700) directory carries frames: one kind
-byte, a 4-byte big-endian length, the payload.  Output frames carry raw
-bytes; control frames carry JSON.
+byte, a 4-byte big-endian length, the payload.
 
-shim → seqrun: ``H`` hello {pid}, ``P`` started {pid, token}, ``O`` output
-bytes, ``R`` result {exit_status, pid, duration, leftover_killed, error} or,
-when the agent could not be started, {start_error, errno}.
-seqrun → shim: ``G`` go (the window is configured), ``S`` stop {reason, message}.
+seqrun → window: ``O`` output bytes to show, ``R`` the result line (UTF-8),
+after which seqrun closes the connection.
+window → seqrun: ``H`` hello and ``W`` window resized, both ``"ROWS COLS"``;
+``I`` keystrokes for the agent.
+
+Standard library only, and only ``socket`` and ``struct``: the window's
+viewer imports this module as a plain file (see
+:mod:`seqrun.terminal.window`), and every module it imports is paid for at
+the start of every task.
 """
 from __future__ import annotations
 
-import json
 import socket
 import struct
-from typing import Any
 
-HELLO = b"H"
-STARTED = b"P"
 OUTPUT = b"O"
 RESULT = b"R"
-GO = b"G"
-STOP = b"S"
+HELLO = b"H"
+RESIZE = b"W"
+INPUT = b"I"
 
 _HEADER = struct.Struct(">cI")
 
@@ -38,7 +39,7 @@ class FrameReader:
         """Read what is available (the socket is readable) and return frames."""
         try:
             data = self.sock.recv(size)
-        except (ConnectionResetError, BrokenPipeError):
+        except OSError:  # reset, or closed under us: the other side is gone
             data = b""
         if not data:
             self.eof = True
@@ -68,10 +69,14 @@ def send(sock: socket.socket, kind: bytes, payload: bytes) -> None:
     sock.sendall(frame(kind, payload))
 
 
-def send_json(sock: socket.socket, kind: bytes, value: dict[str, Any]) -> None:
-    send(sock, kind, json.dumps(value).encode())
+def size_payload(rows: int, cols: int) -> bytes:
+    return f"{rows} {cols}".encode()
 
 
-def load(payload: bytes) -> dict[str, Any]:
-    value = json.loads(payload.decode())
-    return value if isinstance(value, dict) else {}
+def parse_size(payload: bytes) -> tuple[int, int] | None:
+    """``(rows, cols)`` from a hello or resize frame; None if malformed."""
+    try:
+        rows, cols = (int(n) for n in payload.split())
+    except ValueError:
+        return None
+    return (rows, cols) if 0 < rows < 10000 and 0 < cols < 10000 else None

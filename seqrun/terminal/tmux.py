@@ -1,81 +1,65 @@
-"""Run agents inside tmux windows, so a person can attach, watch and type.
+"""Run agents so a person can watch them in tmux windows, attach and type.
 
 One tmux session (created detached on first use, on the environment's default
 server, so ``tmux attach -t NAME`` finds it) gets one window per run, named
-``task-<id>``.  The window runs a shim (:mod:`seqrun.terminal.window`) that
-hosts the agent in a pty and streams every byte back over a Unix socket:
-seqrun writes the same log, sees the same lines and gets the same exit status
-as with :func:`~seqrun.terminal.ptyexec.run_in_pty`, so verdicts do not
-depend on the mode.
+``task-<id>``.  The agent runs exactly as in pty mode, in seqrun's own pty
+(:func:`~seqrun.terminal.ptyexec.run_in_pty`): the same process handling,
+log bytes, lines and exit status, so verdicts cannot depend on the mode.  The
+window runs a small viewer (:mod:`seqrun.terminal.window`) that shows the
+output, sends the pane's keystrokes and size to the agent's terminal, and
+shows seqrun's result line at the end.  The agent gets the pane's ``TERM``,
+``TMUX`` and ``TMUX_PANE``, since that is where its output is drawn.
+
+The agent starts at once; the viewer connects while it runs (output before
+that is kept and replayed).  Closing the window, or killing the viewer, ends
+the agent's process tree, and the result says so.
 
 The user's tmux configuration is honoured (their key bindings work when they
 attach) but never relied upon: windows are addressed by ``#{window_id}``,
 never by index (``base-index``); the command is passed as separate argv words
 so tmux execs it without a shell (``default-shell``, ``default-command``);
 ``remain-on-exit``, ``automatic-rename`` and ``allow-rename`` are set on each
-window; names are sanitised; task data travels in a 0600 request file, never
-on a command line.
+window; names are sanitised; no task data is ever on a command line.
 """
 from __future__ import annotations
 
-import contextlib
-import json
+import dataclasses
 import os
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import BinaryIO, Callable
 
 from seqrun.backends.base import Invocation
 from seqrun.terminal import _channel as ch
-from seqrun.terminal.output import OutputSink
-from seqrun.terminal.proctree import ProcessTree
-from seqrun.terminal.ptyexec import ProcessResult, _Clock, agent_env, prepare
+from seqrun.terminal.ptyexec import ProcessResult, Started, agent_env, prepare, run_in_pty
 
 __all__ = ["TmuxError", "TmuxSession", "sanitize_name", "tmux_available"]
 
-#: Status reported when the window vanished without the shim reporting one:
-#: what a shell reports for a process ended by a hung-up terminal.
-LOST_STATUS = 128 + signal.SIGHUP
-
 _CONNECT_TIMEOUT = 30.0
-"""How long the shim may take to start (a cold Python on a loaded machine)."""
-_STOP_SLACK = 10.0
-"""Extra time, after ``grace``, the shim gets to report once told to stop."""
+"""How long the viewer may take to start (a cold Python on a loaded machine)."""
+_EARLY_OUTPUT = 4 << 20
+"""Output kept for a viewer that has not connected yet (its tail, in bytes)."""
+_POLL = 0.05
+"""How often the link checks the caller's cancel event while the agent runs."""
 
-#: The module the window runs (its ``main(argv)``).
-_SHIM_MODULE = "seqrun.terminal.window"
+#: The program each window runs (as a file: it must not import seqrun).
+VIEWER = str(Path(__file__).with_name("window.py"))
 
-# Fixed code; data only ever arrives as argv words and from the request file.
-# A failure is shown for a second before the pane dies: tmux drops output
-# that arrives just before a pane's process exits.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-_BOOTSTRAP = """\
-import importlib, json, sys, time, traceback
-try:
-    with open(sys.argv[2], encoding="utf-8") as f:
-        sys.path[:0] = json.load(f)["sys_path"]
-    main = importlib.import_module(sys.argv[1]).main
-except BaseException:
-    traceback.print_exc()
-    sys.stderr.flush()
-    time.sleep(1)
-    raise SystemExit(1)
-raise SystemExit(main(sys.argv[2:]))
-"""
+WINDOW_CLOSED = "the tmux window was closed while the agent ran"
 
 
 class TmuxError(RuntimeError):
-    """A tmux command failed, or the window died before the shim started."""
+    """A tmux command failed, or the window's viewer never connected."""
 
 
 def sanitize_name(text: str, *, limit: int = 64, window: bool = False) -> str:
@@ -105,170 +89,261 @@ def tmux_available(tmux: str = "tmux") -> bool:
     return match is None or (int(match[1]), int(match[2])) >= (3, 0)
 
 
-class _Rendezvous:
-    """A private directory holding the request file and the listening socket."""
+@dataclass(frozen=True)
+class Pane:
+    """The window tmux created, as its ``new-window -P`` output describes it."""
 
-    def __init__(self) -> None:
-        # Unix socket paths are limited to ~107 bytes: avoid a deep $TMPDIR.
-        base = None if len(tempfile.gettempdir()) < 64 else "/tmp"
-        self.dir = Path(tempfile.mkdtemp(prefix="seqrun-", dir=base))  # mode 0700
-        self.socket_path = self.dir / "s"
-        self.request_path = self.dir / "request.json"
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(str(self.socket_path))
-        self.listener.listen(1)
+    window_id: str
+    rows: int
+    cols: int
+    env: dict[str, str]
+    """``TERM``, ``TMUX`` and ``TMUX_PANE`` as a program in the pane sees them."""
 
-    def write_request(self, request: dict[str, Any]) -> None:
-        fd = os.open(self.request_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(fd, "w", encoding="utf-8") as f:
-            json.dump({**request, "socket": str(self.socket_path)}, f)
+    #: What ``new-window -P -F`` prints; parsed by :meth:`parse`.
+    FORMAT = "\t".join([
+        "#{window_id}", "#{pane_id}", "#{pane_height}", "#{pane_width}", "#{default-terminal}",
+        "#{socket_path},#{pid},#{session_id}",
+    ])
 
-    def accept(self, alive: Callable[[], bool], timeout: float) -> socket.socket:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.listener], [], [], 0.2)
-            if ready:
-                conn, _ = self.listener.accept()
-                return conn
-            if not alive():
-                raise TmuxError("the tmux window ended before seqrun's shim connected")
-        raise TmuxError(f"seqrun's shim did not connect within {timeout:.0f}s")
-
-    def close(self) -> None:
-        self.listener.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> _Rendezvous:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    @classmethod
+    def parse(cls, line: str) -> Pane:
+        window_id, pane_id, rows, cols, term, tmux = (line.rstrip("\n").split("\t") + [""] * 6)[:6]
+        env = {"TMUX_PANE": pane_id, "TMUX": tmux.replace(",$", ",")}
+        if term:
+            env["TERM"] = term
+        return cls(window_id, int(rows or 50), int(cols or 200), env)
 
 
-class _Supervisor:
-    """seqrun's side of a window run: collect output, apply limits, get the status."""
+class _Link:
+    """seqrun's end of a window: the agent's output out, keystrokes and size in.
+
+    A thread accepts the viewer's connection and reads from it; output written
+    before the viewer connects is kept (its last ``_EARLY_OUTPUT`` bytes) and
+    replayed.  ``cancel`` is set when the caller cancels or the window goes
+    away; keystrokes reach the agent through a pipe read by
+    :func:`run_in_pty` as its ``input_fd``.
+    """
 
     def __init__(
         self,
-        reader: ch.FrameReader,
-        sink: OutputSink,
-        clock: _Clock,
-        grace: float,
-        shim_pid: int | None,
+        listener: socket.socket,
+        window_alive: Callable[[], bool],
+        echo: BinaryIO | None,
+        caller_cancel: threading.Event | None,
     ) -> None:
-        self.reader = reader
-        self.conn = reader.sock
-        self.sink = sink
-        self.clock = clock
-        self.grace = grace
-        self.shim_pid = shim_pid
-        self.tree: ProcessTree | None = None
-        self.pid = 0
-        self.reason: str | None = None
-        self.report: dict[str, Any] | None = None
-        self._stop_deadline: float | None = None
+        self._listener = listener
+        self._window_alive = window_alive
+        self._echo = echo
+        self._caller_cancel = caller_cancel
+        self.cancel = threading.Event()
+        self.closed: str | None = None
+        """Why the window stopped showing the run (set once), or None."""
+        self.never_connected = False
+        """The viewer did not start: a broken setup rather than a closed window."""
+        self.input_fd, self._input_w = os.pipe()
+        self._lock = threading.Lock()
+        """Held while sending, so frames from both threads never interleave."""
+        self._size_lock = threading.Lock()
+        self._conn: socket.socket | None = None
+        self._early = bytearray()
+        self._early_dropped = False
+        self._resize: Callable[[int, int], None] | None = None
+        self._size: tuple[int, int] | None = None
+        self._connected = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._serve, name="seqrun-window", daemon=True)
+        self._thread.start()
 
-    def run(self) -> ProcessResult:
-        try:
-            return self._run()
-        except BaseException as exc:
-            # seqrun failed, or a second Ctrl-C: the agent must not outlive
-            # us, and an impatient user gets SIGKILL without the grace period.
-            self._kill_all(0.0 if isinstance(exc, KeyboardInterrupt) else self.grace)
-            raise
+    # -- called from run_in_pty's loop ----------------------------------------
 
-    def _kill_all(self, grace: float) -> None:
-        if self.shim_pid is not None:
-            with contextlib.suppress(OSError):
-                os.kill(self.shim_pid, signal.SIGKILL)
-        if self.tree is not None:
-            self.tree.kill(grace)
-
-    def _run(self) -> ProcessResult:
-        while self.report is None and not self.reader.eof:
-            ready, _, _ = select.select([self.conn], [], [], self.clock.wait_budget())
-            if ready:
-                for kind, payload in self.reader.read():
-                    self._handle(kind, payload)
+    def write(self, data: bytes) -> int:
+        """``echo`` for run_in_pty: to the caller's echo, and to the window."""
+        if self._echo is not None:
+            try:
+                self._echo.write(data)
+                self._echo.flush()
+            except (OSError, ValueError):  # a closed terminal: as OutputSink does
+                self._echo = None
+        with self._lock:
+            if self._conn is None:
+                if self.closed is None:
+                    self._keep_early(data)
             else:
-                self.sink.flush()
-            self._apply_limits()
-            if self._stop_deadline is not None and time.monotonic() > self._stop_deadline:
-                return self._lost("seqrun's shim did not stop the agent; killed it directly")
-        if self.report is None:
-            return self._lost("the tmux window was closed before the agent finished")
-        return self._result()
+                self._send(ch.OUTPUT, data)
+        return len(data)
 
-    def _handle(self, kind: bytes, payload: bytes) -> None:
-        if kind == ch.OUTPUT:
-            self.clock.last_output = time.monotonic()
-            self.sink.write(payload)
-        elif kind == ch.STARTED:
-            info = ch.load(payload)
-            self.pid = int(info["pid"])
-            self.tree = ProcessTree(self.pid, token=str(info["token"]))
-        elif kind == ch.RESULT:
-            self.report = ch.load(payload)
+    def flush(self) -> None:
+        pass
 
-    def _apply_limits(self) -> None:
-        if self.reason is not None:
+    def started(self, info: Started) -> None:
+        with self._size_lock:
+            self._resize = info.resize
+            size = self._size
+        if size is not None:
+            info.resize(*size)
+
+    # -- the end ---------------------------------------------------------------
+
+    def finish(self, line: str) -> None:
+        """Give the window the rest of the output and the result line.
+
+        Waits for a viewer that is still starting, so the window shows the
+        whole run before seqrun moves on.
+        """
+        deadline = time.monotonic() + _CONNECT_TIMEOUT
+        while not self._connected.wait(_POLL) and self.closed is None and time.monotonic() < deadline:
+            pass
+        with self._lock:
+            self._finished = True
+            if self._conn is not None:
+                self._send(ch.RESULT, line.encode("utf-8", "replace"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._finished = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self._thread.join(5)
+        for fd in (self.input_fd, self._input_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    # -- internals -------------------------------------------------------------
+
+    def _keep_early(self, data: bytes) -> None:
+        self._early += data
+        if len(self._early) > _EARLY_OUTPUT:
+            del self._early[: len(self._early) - _EARLY_OUTPUT]
+            self._early_dropped = True
+
+    def _send(self, kind: bytes, payload: bytes) -> None:
+        """Send under the lock; a vanished viewer means the window was closed."""
+        assert self._conn is not None
+        try:
+            ch.send(self._conn, kind, payload)
+        except OSError:
+            self._lost(WINDOW_CLOSED)
+
+    def _lost(self, why: str, *, never_connected: bool = False) -> None:
+        if self.closed is None and not self._finished:
+            self.closed = why
+            self.never_connected = never_connected
+            self.cancel.set()
+
+    def _serve(self) -> None:
+        try:
+            conn = self._accept()
+            if conn is not None:
+                self._read(conn)
+        except OSError:  # closed by close() while waiting
+            pass
+
+    def _accept(self) -> socket.socket | None:
+        deadline = time.monotonic() + _CONNECT_TIMEOUT
+        next_check = time.monotonic() + 0.2
+        while not self._finished:
+            self._follow_caller()
+            ready, _, _ = select.select([self._listener], [], [], _POLL)
+            if ready:
+                conn, _ = self._listener.accept()
+                return conn
+            now = time.monotonic()
+            if now > deadline:
+                self._lost(f"seqrun's window viewer did not connect within {_CONNECT_TIMEOUT:.0f}s",
+                           never_connected=True)
+                return None
+            if now >= next_check:
+                next_check = now + 0.2
+                if not self._window_alive():
+                    self._lost("the tmux window ended before seqrun's viewer connected", never_connected=True)
+                    return None
+        return None
+
+    def _read(self, conn: socket.socket) -> None:
+        reader = ch.FrameReader(conn)
+        greeted = False
+        while not reader.eof:
+            self._follow_caller()
+            ready, _, _ = select.select([conn], [], [], _POLL)
+            if not ready:
+                continue
+            for kind, payload in reader.read():
+                if kind == ch.HELLO and not greeted:
+                    greeted = True
+                    self._greet(conn, ch.parse_size(payload))
+                elif kind == ch.RESIZE:
+                    self._apply_size(ch.parse_size(payload))
+                elif kind == ch.INPUT:
+                    self._type(payload)
+        with self._lock:
+            self._conn = None
+        self._lost(WINDOW_CLOSED)
+
+    def _greet(self, conn: socket.socket, size: tuple[int, int] | None) -> None:
+        with self._lock:
+            self._conn = conn
+            if self._early_dropped:
+                self._send(ch.OUTPUT, b"[seqrun] earlier output is in the log only\r\n")
+            if self._early:
+                self._send(ch.OUTPUT, bytes(self._early))
+            self._early.clear()
+        self._connected.set()
+        self._apply_size(size)
+
+    def _apply_size(self, size: tuple[int, int] | None) -> None:
+        if size is None:
             return
-        reason = self.clock.expired()
-        if reason is None:
-            return
-        self.reason = reason
-        self._stop_deadline = time.monotonic() + self.grace + _STOP_SLACK
-        now = time.monotonic()
-        message = {
-            "timeout": f"killed: timeout after {now - self.clock.start:.0f}s",
-            "idle": f"killed: no output for {now - self.clock.last_output:.0f}s",
-            "cancel": "killed: run cancelled",
-        }[reason]
-        with contextlib.suppress(OSError):
-            ch.send_json(self.conn, ch.STOP, {"reason": reason, "message": message})
+        with self._size_lock:
+            self._size = size
+            resize = self._resize
+        if resize is not None:
+            resize(*size)
 
-    def _lost(self, why: str) -> ProcessResult:
-        """The shim is gone or stuck: end the agent's tree from here."""
-        self._kill_all(self.grace)
-        return ProcessResult(
-            exit_status=LOST_STATUS,
-            pid=self.pid,
-            duration=time.monotonic() - self.clock.start,
-            bytes_out=self.sink.bytes_out,
-            timed_out=self.reason == "timeout",
-            idle_timed_out=self.reason == "idle",
-            interrupted=self.reason == "cancel",
-            error=why,
-        )
+    def _type(self, keys: bytes) -> None:
+        # Dropped rather than blocking when the agent does not read its input.
+        _, writable, _ = select.select([], [self._input_w], [], 0)
+        if writable:
+            try:
+                os.write(self._input_w, keys)
+            except OSError:
+                pass
 
-    def _result(self) -> ProcessResult:
-        report = self.report or {}
-        if "exit_status" not in report:
-            raise _start_error(report)
-        return ProcessResult(
-            exit_status=int(report["exit_status"]),
-            pid=int(report.get("pid", self.pid)),
-            duration=float(report["duration"]),
-            bytes_out=self.sink.bytes_out,
-            timed_out=self.reason == "timeout",
-            idle_timed_out=self.reason == "idle",
-            interrupted=self.reason == "cancel",
-            leftover_killed=int(report.get("leftover_killed", 0)),
-            error=report.get("error"),
-        )
+    def _follow_caller(self) -> None:
+        if self._caller_cancel is not None and self._caller_cancel.is_set():
+            self.cancel.set()
 
 
-def _start_error(report: dict[str, Any]) -> OSError:
-    """The shim could not start the agent: the same kind of error pty mode raises."""
-    message = str(report.get("start_error") or "the agent could not be started")
-    number = report.get("errno")
-    if isinstance(number, int):
-        return OSError(number, message)  # OSError picks FileNotFoundError etc.
-    return OSError(message)
+def _result_line(result: ProcessResult, closed: str | None, limit: str | None) -> str:
+    """The window's last line: what happened, for the person who looks later."""
+    if closed is not None:
+        return f"[seqrun] {closed} (exit {result.exit_status})"
+    if limit is not None:
+        return f"[seqrun] {limit} (exit {result.exit_status})"
+    line = f"[seqrun] exit {result.exit_status} after {result.duration:.1f}s"
+    if result.leftover_killed:
+        line += f"; ended {result.leftover_killed} leftover process(es)"
+    return line
+
+
+def _limit_message(result: ProcessResult, timeout: float | None, idle_timeout: float | None) -> str | None:
+    if result.timed_out:
+        return f"killed: timeout after {timeout or 0:.0f}s"
+    if result.idle_timed_out:
+        return f"killed: no output for {idle_timeout or 0:.0f}s"
+    if result.interrupted:
+        return "killed: run cancelled"
+    return None
 
 
 class TmuxSession:
-    """A tmux session whose windows host agent runs.
+    """A tmux session whose windows show agent runs.
 
     ``keep_windows`` finished windows stay open for inspection (newest first);
     older ones are closed.  Windows still running are never closed.
@@ -278,6 +353,9 @@ class TmuxSession:
         self.name = sanitize_name(name)
         self.tmux = tmux
         self.keep_windows = keep_windows
+        self._finished: deque[str] = deque()
+        """Windows this object finished, oldest first (pruned without asking tmux)."""
+        self._swept = False
 
     # -- tmux plumbing -------------------------------------------------------
 
@@ -300,17 +378,17 @@ class TmuxSession:
     def exists(self) -> bool:
         return self._tmux("has-session", "-t", self._target, check=False).returncode == 0
 
-    def _open_window(self, window: str, command: list[str], cwd: str) -> str:
-        """Create the window (and the session if needed); return its window id."""
+    def _open_window(self, window: str, command: list[str], cwd: str) -> Pane:
+        """Create the window (and the session if needed)."""
         # tmux expands formats in -c, and '#(...)' would run a shell: escape.
         start_dir = cwd.replace("#", "##")
-        tail = ["-n", window, "-c", start_dir, "-P", "-F", "#{window_id}", "--", *command]
+        tail = ["-n", window, "-c", start_dir, "-P", "-F", Pane.FORMAT, "--", *command]
         # The session usually exists (every task after the first): try the
         # window first, one tmux call. The trailing ':' asks for the next free
         # index, whatever base-index is.
         proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, check=False)
         if proc.returncode == 0:
-            return proc.stdout.strip()
+            return Pane.parse(proc.stdout)
         # In the same command list: with a user's `destroy-unattached on`
         # a detached session would be gone before a second tmux call.
         proc = self._tmux(
@@ -319,10 +397,10 @@ class TmuxSession:
             check=False,
         )
         if proc.returncode == 0:
-            return proc.stdout.strip()
+            return Pane.parse(proc.stdout)
         if "duplicate session" not in proc.stderr:
             raise TmuxError(f"tmux new-session failed: {proc.stderr.strip()}")
-        return self._tmux("new-window", "-t", f"{self._target}:", *tail).stdout.strip()
+        return Pane.parse(self._tmux("new-window", "-t", f"{self._target}:", *tail).stdout)
 
     def _configure_window(self, window_id: str) -> None:
         """Per-window settings that must not depend on the user's configuration."""
@@ -347,32 +425,39 @@ class TmuxSession:
         return " | ".join(text[-lines:])
 
     def _finish_window(self, window_id: str) -> None:
-        self._prune(
-            ["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}", ";"]
-        )
+        """Mark the window finished and close the oldest beyond ``keep_windows``.
 
-    def _prune(self, before: list[str] | None = None) -> None:
-        """Close finished windows beyond the newest ``keep_windows``.
-
-        ``before`` is a tmux command run in the same call (one tmux round trip
-        per finished window instead of two).
+        One tmux call: the windows to close are the ones this session object
+        finished, plus (looked up once) those left by an earlier seqrun.
         """
+        self._finished.append(window_id)
+        if not self._swept:
+            self._swept = True
+            self._adopt_leftovers(window_id)
+        args = ["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}"]
+        while len(self._finished) > max(0, self.keep_windows):
+            args += [";", "kill-window", "-t", self._finished.popleft()]
+        proc = self._tmux(*args, check=False)
+        if proc.returncode != 0 and len(args) > 6:  # a window someone closed already
+            self._tmux(*args[:6], check=False)
+
+    def _adopt_leftovers(self, current: str) -> None:
+        """Finished windows of earlier runs join the queue, oldest first."""
         proc = self._tmux(
-            *(before or []),
             "list-windows", "-t", self._target, "-F", "#{window_id}\t#{pane_dead}\t#{@seqrun}",
             check=False,
         )
-        finished = []
+        earlier = []
         for line in proc.stdout.splitlines():
             window_id, dead, mark = (line.split("\t") + ["", ""])[:3]
             kind, _, stamp = mark.partition(" ")
+            if window_id == current:
+                continue
             if kind == "done" and stamp.isdigit():
-                finished.append((int(stamp), window_id))
+                earlier.append((int(stamp), window_id))
             elif kind == "running" and dead == "1":  # left by a seqrun that died
-                finished.append((0, window_id))
-        finished.sort(reverse=True)
-        for _, window_id in finished[max(0, self.keep_windows) :]:
-            self._tmux("kill-window", "-t", window_id, check=False)
+                earlier.append((0, window_id))
+        self._finished.extendleft(window_id for _, window_id in sorted(earlier, reverse=True))
 
     # -- running -------------------------------------------------------------
 
@@ -389,65 +474,61 @@ class TmuxSession:
         cancel: threading.Event | None = None,
         grace: float = 5.0,
     ) -> ProcessResult:
-        """Run ``invocation`` in a new window named ``window`` (sanitised).
+        """Run ``invocation`` and show it in a new window named ``window`` (sanitised).
 
         Same contract as :func:`~seqrun.terminal.ptyexec.run_in_pty`.  If the
         window is closed mid-run the agent's tree is ended and the result
-        carries ``error`` (status 129 when the shim could not report one).
+        carries ``error``.  Raises :class:`TmuxError` if the window's viewer
+        never connected (the agent is ended first).
         """
-        prepared = prepare(invocation, agent_env(invocation))  # fail as pty mode does
+        prepared = prepare(invocation, agent_env(invocation))  # fail before any window
         cwd = prepared.cwd or os.getcwd()
-        request = {
-            "argv": prepared.argv,
-            "env": dict(invocation.env),
-            "base_env": dict(os.environ),
-            "cwd": cwd,
-            "stdin": prepared.stdin,
-            "grace": grace,
-            # The shim imports the very seqrun (and dependencies) running here.
-            # The folder holding the seqrun package comes first: the shim runs
-            # without site (-S), so an editable install's .pth finder is absent.
-            "sys_path": [_PACKAGE_ROOT] + [os.path.abspath(p) for p in sys.path if isinstance(p, str)],
-        }
-        with _Rendezvous() as rendezvous, OutputSink(log_path, on_line, echo) as sink:
-            rendezvous.write_request(request)
-            # -S: no site import; the request carries our sys.path (saves ~30 ms a window).
-            command = [sys.executable, "-S", "-c", _BOOTSTRAP, _SHIM_MODULE, str(rendezvous.request_path)]
-            window_id = self._open_window(sanitize_name(window, window=True), command, cwd)
+        with _Listener() as (listener, socket_path):
+            command = [sys.executable, "-S", VIEWER, socket_path]
+            pane = self._open_window(sanitize_name(window, window=True), command, cwd)
+            link = _Link(listener, lambda: self._window_alive(pane.window_id), echo, cancel)
             try:
-                self._configure_window(window_id)
-                return self._supervise(window_id, rendezvous, sink, timeout, idle_timeout, cancel, grace)
+                self._configure_window(pane.window_id)
+                shown = dataclasses.replace(invocation, env={**pane.env, **invocation.env})
+                result = run_in_pty(
+                    shown, log_path=log_path, on_line=on_line, echo=link,  # type: ignore[arg-type]
+                    timeout=timeout, idle_timeout=idle_timeout, cancel=link.cancel, grace=grace,
+                    rows=pane.rows, cols=pane.cols, input_fd=link.input_fd, on_start=link.started,
+                )
+                result = self._account(result, link, cancel, pane.window_id)
+                link.finish(_result_line(result, link.closed, _limit_message(result, timeout, idle_timeout)))
             finally:
-                self._finish_window(window_id)
-
-    def _supervise(
-        self,
-        window_id: str,
-        rendezvous: _Rendezvous,
-        sink: OutputSink,
-        timeout: float | None,
-        idle_timeout: float | None,
-        cancel: threading.Event | None,
-        grace: float,
-    ) -> ProcessResult:
-        try:
-            conn = rendezvous.accept(lambda: self._window_alive(window_id), _CONNECT_TIMEOUT)
-        except TmuxError as exc:
-            raise TmuxError(f"{exc}; the window shows: {self._pane_tail(window_id)}") from None
-        with conn:
-            reader = ch.FrameReader(conn)
-            hello: dict[str, Any] = {}
-            while not hello and not reader.eof:
-                for kind, payload in reader.read():
-                    if kind == ch.HELLO:
-                        hello = ch.load(payload)
-            if reader.eof:
-                raise TmuxError("seqrun's shim hung up before starting the agent")
-            ch.send(conn, ch.GO, b"")
-            supervisor = _Supervisor(
-                reader, sink, _Clock(timeout, idle_timeout, cancel), grace, hello.get("pid")
-            )
-            result = supervisor.run()
-        if result.error is not None and supervisor.tree is None:
-            result.error += f"; the window shows: {self._pane_tail(window_id)}"
+                link.close()
+                self._finish_window(pane.window_id)
         return result
+
+    def _account(
+        self, result: ProcessResult, link: _Link, cancel: threading.Event | None, window_id: str
+    ) -> ProcessResult:
+        """Whose stop was it: the caller's cancel, or the window going away."""
+        if link.closed is None or (cancel is not None and cancel.is_set()):
+            return result
+        if link.never_connected:
+            raise TmuxError(
+                f"{link.closed} (the window runs {sys.executable} -S {VIEWER}); "
+                f"the window shows: {self._pane_tail(window_id)}"
+            )
+        return dataclasses.replace(result, interrupted=False, error=result.error or link.closed)
+
+
+class _Listener:
+    """A listening Unix socket in a private (0700) directory, removed after use."""
+
+    def __enter__(self) -> tuple[socket.socket, str]:
+        # Unix socket paths are limited to ~107 bytes: avoid a deep $TMPDIR.
+        base = None if len(tempfile.gettempdir()) < 64 else "/tmp"
+        self.dir = tempfile.mkdtemp(prefix="seqrun-", dir=base)
+        path = os.path.join(self.dir, "s")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        return self.sock, path
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,249 +1,128 @@
-"""The shim a tmux window runs: ``python -m seqrun.terminal.window REQUEST``.
+"""The viewer a tmux window runs: ``python -S .../seqrun/terminal/window.py SOCKET``.
 
-It runs the agent with :func:`~seqrun.terminal.ptyexec.run_in_pty` in a pty
-of its own, shows the output in the pane (its stdout), forwards the pane's
-keystrokes to the agent, and streams every output byte to seqrun over a Unix
-socket, so seqrun writes the same log and sees the same lines and exit status
-as in pty mode.  seqrun decides timeouts and tells the shim to stop.
+The agent itself runs in seqrun's own pty, exactly as in pty mode (same
+process, same log, same verdict); the window only shows it.  This program
+connects to seqrun's socket, writes the agent's output to the pane, passes
+the pane's keystrokes (Ctrl-C included) and size back to the agent's
+terminal, and shows seqrun's one-line result at the end.
 
-Everything about the agent (argv, environment, cwd, stdin) comes from the
-request file (JSON, mode 0600, deleted once read), never from a command line:
-no task text reaches a shell or tmux's argument parsing.
+It is started as a plain file, without ``site`` and without importing the
+seqrun package: only the standard library and :mod:`_channel` (found next to
+this file, which Python puts first on ``sys.path``).  Every task opens a
+window, so what this imports is paid at every task.  No task data reaches it:
+its one argument is the socket's path in a private directory.
 
-Closing the window (SIGHUP) or losing seqrun (socket closed) ends the agent's
-tree as well: an agent nobody records must not keep working.
+Closing the window (SIGHUP) ends this program; seqrun sees the socket close
+and ends the agent: an agent nobody watches over must not keep working.
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import os
+import select
 import signal
 import socket
 import sys
 import termios
-import threading
 import time
-from pathlib import Path
-from typing import Any
 
-from seqrun.backends.base import Invocation
-from seqrun.terminal import _channel as ch
-from seqrun.terminal.ptyexec import ProcessResult, Started, run_in_pty
+if __package__:
+    from . import _channel as ch
+else:  # run as a file: this folder is sys.path[0]
+    import _channel as ch  # type: ignore[no-redef]
 
-#: Variables describing the pane the agent really draws in; they override
-#: seqrun's own (seqrun may run outside tmux) unless the invocation sets them.
-PANE_VARS = ("TERM", "TMUX", "TMUX_PANE", "COLORTERM")
+#: Shown when the connection ends without a result: seqrun died or was killed.
+GONE = "[seqrun] seqrun went away; the agent was ended with it"
 
 
-class _SocketEcho:
-    """The ``echo`` stream: each chunk to seqrun first, then to the pane."""
+def _raw_keyboard(fd: int) -> list | None:  # type: ignore[type-arg]
+    """Pass keystrokes (Ctrl-C too) through to the agent; return the old mode.
 
-    def __init__(self, sock: socket.socket, pane: Any) -> None:
-        self._sock = sock
-        self._pane = pane
-        self.lost = False
-
-    def write(self, data: bytes) -> int:
-        if not self.lost:
-            try:
-                ch.send(self._sock, ch.OUTPUT, data)
-            except OSError:
-                self.lost = True
-        if self._pane is not None:
-            try:
-                self._pane.write(data)
-                self._pane.flush()
-            except (OSError, ValueError):  # the window was closed
-                self._pane = None
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class _Control:
-    """Listens for seqrun's stop request; a closed socket also means stop."""
-
-    def __init__(self, reader: ch.FrameReader) -> None:
-        self.reader = reader
-        self.cancel = threading.Event()
-        self.message = ""
-        self.hangup = False
-        self._thread = threading.Thread(target=self._listen, name="seqrun-control", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, message: str, *, hangup: bool = False) -> None:
-        if not self.cancel.is_set():
-            self.message = message
-            self.hangup = hangup
-            self.cancel.set()
-
-    def _listen(self) -> None:
-        while not self.reader.eof:
-            for kind, payload in self.reader.read():
-                if kind == ch.STOP:
-                    self.stop(str(ch.load(payload).get("message", "stopped by seqrun")))
-        self.stop("killed: seqrun went away")
-
-
-def _read_request(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    finally:
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def _invocation(request: dict[str, Any]) -> tuple[Invocation, dict[str, str]]:
-    stdin = request["stdin"]
-    inv = Invocation(
-        argv=list(request["argv"]),
-        env=dict(request["env"]),
-        cwd=Path(request["cwd"]),
-        stdin=stdin if stdin in ("tty", "null") else Path(stdin),
-    )
-    base = dict(request["base_env"])
-    for name in PANE_VARS:
-        if name in os.environ:
-            base[name] = os.environ[name]
-        else:
-            base.pop(name, None)
-    return inv, base
-
-
-@contextlib.contextmanager
-def _raw_keyboard(fd: int):  # type: ignore[no-untyped-def]
-    """Pass keystrokes (Ctrl-C too) through to the agent's terminal.
-
-    Only input processing changes: output processing stays on so the pane
-    still turns ``\\n`` into a new line.
+    Only input processing changes: output processing stays on, so the pane
+    still turns ``\\n`` into a new line (the agent's own pty does not).
     """
     try:
         saved = termios.tcgetattr(fd)
     except termios.error:
-        yield None
-        return
+        return None
     raw = termios.tcgetattr(fd)
     raw[0] &= ~(termios.BRKINT | termios.ICRNL | termios.INPCK | termios.ISTRIP | termios.IXON)
     raw[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
     raw[6][termios.VMIN] = 1
     raw[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, raw)
-    try:
-        yield fd
-    finally:
-        with contextlib.suppress(termios.error):
-            termios.tcsetattr(fd, termios.TCSANOW, saved)
+    return saved
 
 
-def _pane_size() -> tuple[int, int]:
+def _pane_size() -> bytes:
     try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-        return size.lines, size.columns
+        size = os.get_terminal_size(1)
     except OSError:
-        return 50, 200
+        return ch.size_payload(50, 200)
+    return ch.size_payload(size.lines, size.columns)
 
 
-def _summary(result: ProcessResult | None, control: _Control, error: str | None) -> str:
-    """The pane's last line: what happened, for the person who looks later."""
-    if result is None:
-        return f"[seqrun] could not start the agent: {error}"
-    if control.cancel.is_set():
-        return f"[seqrun] {control.message} (exit {result.exit_status})"
-    line = f"[seqrun] exit {result.exit_status} after {result.duration:.1f}s"
-    if result.leftover_killed:
-        line += f"; ended {result.leftover_killed} leftover process(es)"
-    return line
+def _show(data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view) :]
 
 
-def _connect(request: dict[str, Any]) -> tuple[socket.socket, _Control]:
-    """Say hello and wait until seqrun has configured the window."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(request["socket"])
+def _relay(sock: socket.socket, keyboard: int | None, resized: int) -> str:
+    """Show output and pass keys until seqrun sends the result; return its line."""
     reader = ch.FrameReader(sock)
-    ch.send_json(sock, ch.HELLO, {"pid": os.getpid()})
-    control = _Control(reader)
-    kinds: list[bytes] = []
-    while ch.GO not in kinds and not reader.eof:
-        kinds += [kind for kind, _ in reader.read()]
-    if ch.STOP in kinds or reader.eof:  # cancelled at once, or seqrun is gone
-        control.stop("killed: run cancelled")
-    control.start()
-    return sock, control
+    while True:
+        watched = [sock, resized] if keyboard is None else [sock, keyboard, resized]
+        ready, _, _ = select.select(watched, [], [])
+        if resized in ready:
+            os.read(resized, 512)
+            ch.send(sock, ch.RESIZE, _pane_size())
+        if keyboard is not None and keyboard in ready:
+            try:
+                keys = os.read(keyboard, 4096)
+            except OSError:
+                keys = b""
+            if keys:
+                ch.send(sock, ch.INPUT, keys)
+            else:
+                keyboard = None
+        if sock in ready:
+            for kind, payload in reader.read():
+                if kind == ch.OUTPUT:
+                    _show(payload)
+                elif kind == ch.RESULT:
+                    return payload.decode("utf-8", "replace")
+            if reader.eof:
+                return GONE
 
 
-def _on_hangup(control: _Control) -> None:
-    """Closing the window (SIGHUP) or a kill ends the agent's tree, reported."""
-    for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: control.stop("killed: the tmux window was closed", hangup=True))
-
-
-def _report(result: ProcessResult | None, control: _Control, error: OSError | None) -> dict[str, Any]:
-    if result is None:
-        assert error is not None
-        return {"start_error": str(error), "errno": error.errno}
-    closed = "the tmux window was closed while the agent ran" if control.hangup else None
-    return {
-        "exit_status": result.exit_status,
-        "pid": result.pid,
-        "duration": result.duration,
-        "leftover_killed": result.leftover_killed,
-        "error": result.error or closed,
-    }
-
-
-def run(request_path: Path) -> int:
-    request = _read_request(request_path)
-    invocation, base = _invocation(request)
-    sock, control = _connect(request)
-    _on_hangup(control)
-
-    def on_start(info: Started) -> None:
-        ch.send_json(sock, ch.STARTED, {"pid": info.pid, "token": info.token})
-        signal.signal(signal.SIGWINCH, lambda *_: info.resize(*_pane_size()))
-
-    rows, cols = _pane_size()
-    result: ProcessResult | None = None
-    error: OSError | None = None
-    # run_in_pty starts from os.environ: make it seqrun's, not the tmux server's.
-    os.environ.clear()
-    os.environ.update(base)
-    with _raw_keyboard(sys.stdin.fileno()) as keyboard:
-        try:
-            result = run_in_pty(
-                invocation,
-                log_path=None,
-                on_line=lambda _line: None,
-                echo=_SocketEcho(sock, sys.stdout.buffer),  # type: ignore[arg-type]
-                cancel=control.cancel,
-                grace=float(request["grace"]),
-                rows=rows,
-                cols=cols,
-                input_fd=keyboard,
-                on_start=on_start,
-            )
-        except OSError as exc:
-            error = exc
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.write("\r\n" + _summary(result, control, str(error)) + "\r\n")
-        sys.stdout.flush()
-    with contextlib.suppress(OSError):
-        ch.send_json(sock, ch.RESULT, _report(result, control, error))
-        sock.shutdown(socket.SHUT_WR)
-    time.sleep(0.2)  # tmux drops output that arrives just before a pane exits
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -S window.py SOCKET", file=sys.stderr)
+        return 2
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(argv[0])
+    # SIGWINCH wakes the select through a pipe; its handler itself does nothing.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGWINCH, lambda *_: None)
+    ch.send(sock, ch.HELLO, _pane_size())
+    saved = _raw_keyboard(0)
+    try:
+        line = _relay(sock, 0 if saved is not None else None, wake_r)
+    except OSError:  # the pane or the socket went away mid-write
+        line = GONE
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSANOW, saved)
+    sock.close()
+    try:
+        _show(("\r\n" + line + "\r\n").encode("utf-8", "replace"))
+    except OSError:
+        return 0
+    time.sleep(0.2)  # tmux drops output that arrives just before a pane's process exits
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m seqrun.terminal.window REQUEST.json", file=sys.stderr)
-        return 2
-    return run(Path(args[0]))
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
