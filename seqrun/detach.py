@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +32,8 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
 def seqrun_cmdline_main(config: Config) -> int | None:
     if not config.option.detach:
         return None
+    import subprocess  # only with --detach: startup time
+
     argv = [a for a in config.argv if a != "--detach"]
     log = Path(config.option.detach_log)
     if not log.is_absolute():

@@ -35,7 +35,6 @@ import argparse
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -48,6 +47,8 @@ from seqrun.nodes import Task
 from seqrun.outcome import Outcome, TaskReport
 
 if TYPE_CHECKING:
+    import subprocess
+
     from seqrun.main import Session
 
 GIT_TIMEOUT = 300.0
@@ -61,6 +62,8 @@ class GitError(Exception):
 
 def git(args: Sequence[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` in ``cwd`` (argv, never a shell; no pager, no prompt)."""
+    import subprocess  # only with --git-commit/--git-branch: startup time
+
     env_args = ["git", "-c", "core.quotepath=off", *args]
     try:
         result = subprocess.run(env_args, cwd=cwd, text=True, capture_output=True, errors="replace",

@@ -17,14 +17,13 @@ none. Indentation matters only for tasks written without an id.
 """
 from __future__ import annotations
 
-import hashlib
+import functools
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskKind, TaskState, Warning_
+from seqrun.nodes import Spec, Task, TaskKind, TaskMetadata, TaskState, Warning_
 
 if TYPE_CHECKING:
     from seqrun.config import Config
@@ -86,26 +85,29 @@ DEPENDENCY_KEYS = frozenset(("depends", "depends on", "dependencies", "dependenc
 
 
 def _indent_width(indent: str) -> int:
-    return len(indent.expandtabs(4))
+    return len(indent.expandtabs(4)) if "\t" in indent else len(indent)
 
 
-@dataclass
+#: First characters of a list bullet (``-``, ``*``, ``+``, ``1.``, ``2)``).
+_BULLET_START = frozenset("-*+0123456789")
+
+
 class _Draft:
-    """A task while its details are still being read."""
+    """A task while its details are still being read (one per task: slots)."""
 
-    task: Task
-    indent: int
-    detail_lines: list[str] = field(default_factory=list)
-    title_open: bool = True  # continuation lines may still extend the title
+    __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends")
+
+    def __init__(self, task: Task, indent: int, title_depends: tuple[str, ...] = ()) -> None:
+        self.task = task
+        self.indent = indent
+        self.detail_lines: list[str] = []
+        self.title_open = True  # continuation lines may still extend the title
+        self.title_depends = title_depends  # "(depends on T003)" in the title
 
 
-@dataclass
-class _Line:
-    number: int
-    text: str
-    in_fence: bool
-    checkbox: re.Match[str] | None = None
-    heading: re.Match[str] | None = None
+#: One scanned line: number, text, inside a code fence, checkbox match, heading
+#: match.  A plain tuple: a file of 5,000 tasks has 20,000 of them.
+_Line = Tuple[int, str, bool, Optional["re.Match[str]"], Optional["re.Match[str]"]]
 
 
 class _Reader:
@@ -135,26 +137,26 @@ class _Reader:
                 marker = m.group(1)
                 if fence is None:
                     fence = marker
-                    scanned.append(_Line(number, text, True))
+                    scanned.append((number, text, True, None, None))
                     continue
                 if marker == fence:
                     fence = None
-                    scanned.append(_Line(number, text, True))
+                    scanned.append((number, text, True, None, None))
                     continue
             if fence is not None:
-                scanned.append(_Line(number, text, True))
+                scanned.append((number, text, True, None, None))
                 continue
             checkbox = _CHECKBOX.match(text) if "[" in text else None
             heading = _HEADING.match(text) if text.startswith("#") else None
-            scanned.append(_Line(number, text, False, checkbox, heading))
+            scanned.append((number, text, False, checkbox, heading))
         return scanned
 
     def choose_mode(self, scanned: list[_Line]) -> TaskKind:
         checkboxes = headings = 0
-        for line in scanned:
-            if line.checkbox:
+        for _, _, _, checkbox, heading in scanned:
+            if checkbox:
                 checkboxes += 1
-            elif line.heading and _heading_task_id(line.heading.group(2)):
+            elif heading and _heading_task_id(heading.group(2)):
                 headings += 1
         if headings > checkboxes:
             return TaskKind.HEADING
@@ -168,26 +170,24 @@ class _Reader:
         scanned = self.scan()
         mode = self.choose_mode(scanned)
         heading_level = 0
-        for line in scanned:
-            text = line.text
-            if line.in_fence:
+        for number, text, in_fence, checkbox, h in scanned:
+            if in_fence:
                 self.add_detail(text)
                 continue
-            h = line.heading
             if mode is TaskKind.CHECKBOX:
-                m = line.checkbox
+                m = checkbox
                 if m and m.group("text"):
-                    self.start_checkbox(line.number, m)
+                    self.start_checkbox(number, m)
                     continue
                 if m:
-                    self.warn(line.number, "checkbox without a task title; ignored")
+                    self.warn(number, "checkbox without a task title; ignored")
                     continue
             if h:
                 level, body = len(h.group(1)), h.group(2)
                 if mode is TaskKind.HEADING:
                     if _heading_task_id(body):
                         heading_level = level
-                        self.start_heading_task(line.number, body)
+                        self.start_heading_task(number, body)
                         continue
                     if self.draft is not None and level > heading_level:
                         self.add_detail(text)
@@ -195,17 +195,17 @@ class _Reader:
                 self.close_draft()
                 self.indent_stack.clear()
                 self.section = _strip_bold(body)
-                self.maybe_group(line.number, body)
+                self.maybe_group(number, body)
                 continue
             if mode is TaskKind.NUMBERED:
                 m = _NUMBERED.match(text)
                 if m:
-                    self.start_numbered(line.number, m)
+                    self.start_numbered(number, m)
                     continue
             if mode is TaskKind.CHECKBOX and "[" in text:
                 loose = _LOOSE_CHECKBOX.match(text)
                 if loose and loose.group("inner") not in ("P", "p") and "](" not in text:
-                    self.warn(line.number, f"unrecognised checkbox [{loose.group('inner')}]; not a task")
+                    self.warn(number, f"unrecognised checkbox [{loose.group('inner')}]; not a task")
             self.add_detail(text, mode)
         self.close_draft()
         return self.finish()
@@ -256,23 +256,23 @@ class _Reader:
             task.written_id = m.group("id")
             rest = text[m.end():]
             bold = bool(m.group("bold"))
-        tags = []
-        while True:
-            t = _TAG.match(rest)
-            if not t:
-                break
-            tags.append((t.group("tag") or t.group("paren")).replace(" ", ""))
-            rest = rest[t.end():]
-        task.tags = tuple(tags)
-        if _OPTIONAL_IN_TITLE.search(rest):
-            task.optional = True
-            rest = _OPTIONAL_IN_TITLE.sub(" ", rest)
-        deps = _DEPENDS_IN_TITLE.search(rest)
-        if deps:
-            task.depends = tuple(_split_ids(deps.group(1)))
+        deps = None
+        if "[" in rest or "(" in rest:  # tags, "(optional)", "(depends on …)"; rare
+            tags = []
+            while True:
+                t = _TAG.match(rest)
+                if not t:
+                    break
+                tags.append((t.group("tag") or t.group("paren")).replace(" ", ""))
+                rest = rest[t.end():]
+            task.tags = tuple(tags)
+            if _OPTIONAL_IN_TITLE.search(rest):
+                task.optional = True
+                rest = _OPTIONAL_IN_TITLE.sub(" ", rest)
+            deps = _DEPENDS_IN_TITLE.search(rest)
         task.title = _clean_title(rest, bold) or (task.written_id or "")
         self.close_draft()
-        self.draft = _Draft(task, 0)
+        self.draft = _Draft(task, 0, title_depends=tuple(_split_ids(deps.group(1))) if deps else ())
         return task
 
     def place(self, task: Task, indent: int) -> None:
@@ -318,7 +318,7 @@ class _Reader:
             draft.detail_lines.append("")
             return
         indent = _indent_width(text[: len(text) - len(text.lstrip())])
-        bullet = bool(_BULLET.match(stripped))
+        bullet = stripped[0] in _BULLET_START and _BULLET.match(stripped) is not None
         if mode is not None and mode is not TaskKind.HEADING and indent <= draft.indent and not bullet:
             # Prose back at the task's own margin ends the task (spec-kit
             # checkpoints, closing notes, a "Deliverables" block).
@@ -335,9 +335,7 @@ class _Reader:
         if draft is None:
             return
         task = draft.task
-        lines = _dedent(draft.detail_lines)
-        task.details = "\n".join(lines)
-        _read_metadata(task, lines)
+        task.read_metadata = functools.partial(_read_metadata, draft.detail_lines, draft.title_depends)
         if task.kind is TaskKind.HEADING and task.state is not TaskState.DONE:
             status = task.fields.get("Status", "")
             if status and _DONE_WORDS.match(status.strip("* ")):
@@ -395,21 +393,25 @@ def _strip_bold(text: str) -> str:
 
 
 def _generated_id(title: str) -> str:
+    import hashlib  # few tasks lack an id: not worth its import at every start
+
     return "h" + hashlib.sha1(title.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
 def _dedent(lines: list[str]) -> list[str]:
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    widths = [len(x) - len(x.lstrip()) for x in lines if x.strip()]
-    cut = min(widths) if widths else 0
+    """The lines without their common indent, blank lines at either end, or
+    runs of blank lines; ``lines`` itself is left as it is."""
+    kept = [line for line in lines if line.strip()]
+    if not kept:
+        return []
+    cut = min(len(x) - len(x.lstrip()) for x in kept)
     out: list[str] = []
     for line in lines:
         line = line[cut:].rstrip() if line.strip() else ""
         if line or (out and out[-1]):
             out.append(line)
+    if out and not out[-1]:
+        out.pop()
     return out
 
 
@@ -429,9 +431,12 @@ def _metadata(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _read_metadata(task: Task, lines: list[str]) -> None:
+def _read_metadata(detail_lines: list[str], title_depends: tuple[str, ...]) -> TaskMetadata:
+    """A task's details and metadata from the lines of its body (as written)."""
+    lines = _dedent(detail_lines)
     requirements: list[str] = []
-    depends: list[str] = list(task.depends)
+    depends: list[str] = list(title_depends)
+    fields: dict[str, str] = {}
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -455,9 +460,13 @@ def _read_metadata(task: Task, lines: list[str]) -> None:
         elif folded in DEPENDENCY_KEYS:
             depends.extend(d for d in _split_ids(value) if d not in depends)
         else:
-            task.fields[key] = f"{task.fields[key]}; {value}" if key in task.fields else value
-    task.requirements = tuple(r for r in requirements if r)
-    task.depends = tuple(depends)
+            fields[key] = f"{fields[key]}; {value}" if key in fields else value
+    return TaskMetadata(
+        details="\n".join(lines),
+        requirements=tuple(r for r in requirements if r),
+        depends=tuple(depends),
+        fields=fields,
+    )
 
 
 def _split_ids(value: str) -> list[str]:

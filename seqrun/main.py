@@ -7,7 +7,6 @@ import errno
 import os
 import signal
 import sys
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -214,6 +213,8 @@ def _silence_stdout() -> None:
 def report_internal_error(config: Config | None, exc: BaseException) -> None:
     debug = config is not None and (config.getoption("debug") or config.getoption("verbose", 0) > 0)
     if debug:
+        import traceback
+
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     print(f"INTERNAL ERROR: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
           file=sys.stderr)

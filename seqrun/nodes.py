@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class TaskState(str, enum.Enum):
@@ -27,6 +27,18 @@ class TaskKind(str, enum.Enum):
     HEADING = "heading"  # ### Task 1.2: Title    (files without checkboxes)
     NUMBERED = "numbered"  # 1.2. Title            (the seed's plain numbered list)
     GROUP = "group"  # ## 1. Setup            (a heading that parents 1.1, 1.2)
+
+
+@dataclass(frozen=True)
+class TaskMetadata:
+    """What a task's detail lines say, besides its title."""
+
+    details: str = ""
+    """The task's body, dedented, without blank lines at either end."""
+    requirements: tuple[str, ...] = ()
+    depends: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
+    """Other metadata lines (``_Boundary: X_``, ``**Status**: done``) by key."""
 
 
 @dataclass(eq=False)
@@ -47,11 +59,6 @@ class Task:
     written_id: str | None = None
     """The id exactly as the file writes it (without trailing ``.``/``:``)."""
     optional: bool = False
-    details: str = ""
-    requirements: tuple[str, ...] = ()
-    depends: tuple[str, ...] = ()
-    fields: dict[str, str] = field(default_factory=dict)
-    """Other metadata lines (``_Boundary: X_``, ``**Status**: done``) by key."""
     tags: tuple[str, ...] = ()
     """Bracket or paren markers after the id: ``P``, ``US1``…"""
     section: str = ""
@@ -59,6 +66,33 @@ class Task:
     parent: Task | None = None
     children: list[Task] = field(default_factory=list)
     spec: Spec | None = field(default=None, repr=False)
+    read_metadata: Callable[[], TaskMetadata] | None = field(default=None, repr=False)
+    """Reads the body on first use: listing or selecting 5,000 tasks needs only
+    their titles, so the collector leaves the rest until a task runs."""
+    _metadata: TaskMetadata | None = field(default=None, repr=False)
+
+    @property
+    def metadata(self) -> TaskMetadata:
+        if self._metadata is None:
+            self._metadata = self.read_metadata() if self.read_metadata is not None else TaskMetadata()
+            self.read_metadata = None
+        return self._metadata
+
+    @property
+    def details(self) -> str:
+        return self.metadata.details
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return self.metadata.requirements
+
+    @property
+    def depends(self) -> tuple[str, ...]:
+        return self.metadata.depends
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return self.metadata.fields
 
     @property
     def is_leaf(self) -> bool:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from seqrun.backends.base import DONE_MARKERS, HALT_MARKER
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
@@ -78,6 +77,7 @@ FIELD_NAMES = (
 
 
 def prompt_fields(task: Task, subtasks: list[Task], session: Session) -> dict[str, str]:
+    from seqrun.backends.base import DONE_MARKERS, HALT_MARKER
     from seqrun.runner import workdir
 
     assert task.spec is not None

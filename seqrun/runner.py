@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
-from seqrun.backends.base import AgentCall
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskState
@@ -437,6 +436,7 @@ class Dispatcher:
         return next_backoff
 
     def _dispatch(self, attempt: int) -> Verdict:
+        from seqrun.backends.base import AgentCall  # with its parsers' imports: not for --co
         from seqrun.backends.registry import backend_for
 
         backend = backend_for(self.session, self.task)

@@ -42,12 +42,9 @@ import argparse
 import dataclasses
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Mapping, Sequence
@@ -113,6 +110,8 @@ class CommandResult:
 
 def display(argv: Sequence[str]) -> str:
     """The command as a person would type it."""
+    import shlex
+
     return shlex.join(argv)
 
 
@@ -135,9 +134,11 @@ def run_command(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None
     temporary file, not a pipe: a chatty command never blocks on a full pipe
     and a daemon it leaves behind cannot hold seqrun up.
     """
+    import subprocess
+
     from seqrun.terminal.proctree import TOKEN_VAR, kill_tree
 
-    token = uuid.uuid4().hex
+    token = os.urandom(16).hex()
     full_env = {**os.environ, **(env or {}), TOKEN_VAR: token}
     start = time.monotonic()
     with tempfile.TemporaryFile() as out:
@@ -279,6 +280,8 @@ def parse_command(value: object, what: str) -> list[str]:
     text = value.strip()
     if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
         text = text.strip("`").strip()  # `pytest -q` written as inline code in tasks.md
+    import shlex
+
     try:
         argv = shlex.split(text)
     except ValueError as exc:

@@ -19,7 +19,6 @@ killed) runs again like ``[ ]`` and goes back to ``[ ]`` if it fails.
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 from pathlib import Path
@@ -113,6 +112,8 @@ class LineTracker:
         # Longest matching blocks, not a greedy head/tail match: a run of lines
         # that moved together keeps its identity even next to identical lines.
         # (About 30 ms for the largest real tasks.md of the corpus, 3000 lines.)
+        import difflib  # only when the agent edited tasks.md: startup time
+
         matcher = difflib.SequenceMatcher(None, self.keys, keys, autojunk=False)
         moved: dict[int, int] = {}
         for tag, i1, i2, j1, _ in matcher.get_opcodes():

@@ -13,7 +13,6 @@ links, images or table cells into the page.
 """
 from __future__ import annotations
 
-import html
 import os
 import re
 import sys
@@ -53,6 +52,8 @@ def md(text: str, limit: int | None = None) -> str:
     text = " ".join(oneline(text).split())
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
+    import html
+
     return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 

@@ -64,12 +64,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import sys
 import time
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +79,8 @@ from seqrun.nodes import Spec, Task
 from seqrun.outcome import Outcome, TaskReport, Usage
 
 if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+
     from seqrun.main import Session
 
 FAMILIES = ("xunit2", "xunit1")
@@ -169,6 +168,8 @@ def _fmt_time(seconds: float) -> str:
 
 
 def _timestamp(epoch: float) -> str:
+    from datetime import datetime
+
     return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds")
 
 
@@ -273,11 +274,13 @@ class LogXML:
         return list(suites.values())
 
     def to_bytes(self, session: Session | None) -> bytes:
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
         root = self.build(session)
         ET.indent(root, space="  ")
         return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
     def build(self, session: Session | None) -> ET.Element:
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
         now = time.time()
         root = ET.Element("testsuites", name=xml_safe(self.suites_name))
         totals = {"tests": 0, "failures": 0, "errors": 0}
@@ -292,6 +295,7 @@ class LogXML:
         return root
 
     def _suite_node(self, suite: _Suite, now: float) -> ET.Element:
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
         cases = []
         by_id = suite.spec.by_id() if suite.spec else {}
@@ -311,12 +315,13 @@ class LogXML:
             node.set(key, str(value))
         node.set("time", _fmt_time(finished - started))
         node.set("timestamp", _timestamp(started))
-        node.set("hostname", xml_safe(socket.gethostname()))
+        node.set("hostname", xml_safe(os.uname().nodename))
         node.append(self._properties(suite))
         node.extend(cases)
         return node
 
     def _properties(self, suite: _Suite) -> ET.Element:
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
         runs = _dispatches([r for r in suite.reports if r.attempts or r.backend])
         backends = sorted({r.backend for r in runs if r.backend})
         model = self.config.getoption("model") or next((r.model for r in runs if r.model), None)
@@ -344,6 +349,7 @@ class LogXML:
         return node
 
     def _case_node(self, suite: _Suite, report: TaskReport, task: Task | None) -> ET.Element:
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
         node = ET.Element("testcase", classname=xml_safe(suite.name),
                           name=xml_safe(f"{report.task_id} {report.title}".strip()),
                           time=_fmt_time(report.duration))
