@@ -29,7 +29,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
     that are only a courtesy, such as ``[-]`` while a task runs.
     """
     # Renaming over a symlink would replace the link itself by a plain file.
-    target = Path(os.path.realpath(path))
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -322,10 +322,11 @@ class StateFile:
         return ("spec" not in self.data and "adopted_seed_state" not in self.data
                 and any(k in self.data for k in SEED_KEYS))
 
-    def save(self, current: str) -> None:
+    def save(self, current: str, *, durable: bool = True) -> None:
         """Write the file, the seed's keys at the top level mirroring spec
         ``current``. Specs this run does not own are taken from the file as
-        it is now, not as it was when this run read it."""
+        it is now, not as it was when this run read it. ``durable=False``
+        skips the fsyncs (still atomic): for records a power cut may lose."""
         with _FolderLock(self.path.parent):
             self._merge_from_disk()
             self.data["version"] = FORMAT_VERSION
@@ -339,7 +340,7 @@ class StateFile:
             text = self._encode(ordered)
             # A lone surrogate (undecodable agent output) becomes a JSON \u
             # escape instead of an error or invalid UTF-8.
-            atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"))
+            atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
             self._written = _identity(self.path)
 
     def _encode(self, data: dict[str, Any]) -> str:
@@ -531,6 +532,7 @@ class StatePlugin:
         self.progress: dict[Path, ProgressLog] = {}
         self.spec_of: dict[str, Spec] = {}
         self.started = False
+        self._invocation_dir: Path | None = None
 
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
         path = state_path(spec)
@@ -544,8 +546,10 @@ class StatePlugin:
         """A log path as a person reads it: relative to where seqrun was started."""
         if not path:
             return None
+        if self._invocation_dir is None:
+            self._invocation_dir = self.config.invocation_dir.resolve()
         try:
-            return Path(path).resolve().relative_to(self.config.invocation_dir.resolve()).as_posix()
+            return Path(path).resolve().relative_to(self._invocation_dir).as_posix()
         except (ValueError, OSError):
             return str(path)
 
@@ -609,7 +613,8 @@ class StatePlugin:
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
                          log=self._relative(log_path), updated_at=utcnow())
             file.touch(spec.name, member.id)
-        file.save(current=spec.name)
+        # Not fsync'd: after a power cut the task simply shows as not started.
+        file.save(current=spec.name, durable=False)
 
     @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:

@@ -221,7 +221,7 @@ class ProcessTree:
         info = read_proc(root)
         self._root_start = info.start if info is not None else 0
         # Session membership only means "ours" when the root leads its session
-        # (ptyprocess calls setsid); otherwise it is some shell's session.
+        # (the agent is started with setsid); otherwise it is some shell's session.
         self._sid = info.sid if info is not None and info.sid == root else None
         if self._sid == os.getsid(0):
             self._sid = None
