@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import re
-from collections import deque
 from datetime import datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -31,18 +30,31 @@ def clip(text: str, limit: int = MAX_KEPT_CHARS) -> str:
 
 class TailLines:
     """The last lines of a block of text, within :data:`MAX_KEPT_CHARS`: an
-    agent may print without end, a parser keeps a bounded tail."""
+    agent may print without end, a parser keeps a bounded tail.
+
+    Called for every line of output: old lines are dropped in batches (when
+    twice the limit is held), not one by one.
+    """
 
     def __init__(self) -> None:
-        self.lines: deque[str] = deque()
+        self.lines: list[str] = []
         self.chars = 0
 
     def append(self, line: str) -> None:
-        line = clip(line)
+        if len(line) > MAX_KEPT_CHARS:
+            line = line[-MAX_KEPT_CHARS:]
         self.lines.append(line)
         self.chars += len(line) + 1
-        while self.chars > MAX_KEPT_CHARS and len(self.lines) > 1:
-            self.chars -= len(self.lines.popleft()) + 1
+        if self.chars > 2 * MAX_KEPT_CHARS:
+            self._trim()
+
+    def _trim(self) -> None:
+        drop, chars = 0, self.chars
+        while chars > MAX_KEPT_CHARS and drop < len(self.lines) - 1:
+            chars -= len(self.lines[drop]) + 1
+            drop += 1
+        del self.lines[:drop]
+        self.chars = chars
 
     def drop_last(self, count: int) -> None:
         for _ in range(min(count, len(self.lines))):
@@ -53,6 +65,7 @@ class TailLines:
         self.chars = 0
 
     def text(self) -> str:
+        self._trim()
         return "\n".join(self.lines)
 
     def __len__(self) -> int:
