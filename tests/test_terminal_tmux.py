@@ -336,6 +336,15 @@ def test_keep_windows_bound(tmp_path: Path, runs: Runs) -> None:
     for n in range(4):
         assert runs.tmux(session, f"task-{n}", Invocation(["true"])).exit_status == 0
     assert set(windows("keep")) == {"task-2", "task-3"}
+    # A later run (a new session object) counts the windows the earlier one left,
+    # and a window the user closed meanwhile does not stop the pruning.
+    later = TmuxSession("keep", keep_windows=2)
+    assert runs.tmux(later, "task-4", Invocation(["true"])).exit_status == 0
+    assert set(windows("keep")) == {"task-3", "task-4"}
+    tmux("kill-window", "-t", windows("keep")["task-3"])
+    for n in (5, 6):
+        assert runs.tmux(later, f"task-{n}", Invocation(["true"])).exit_status == 0
+    assert set(windows("keep")) == {"task-5", "task-6"}
 
 
 def test_sanitize_name() -> None:

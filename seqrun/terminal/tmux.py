@@ -434,12 +434,18 @@ class TmuxSession:
         if not self._swept:
             self._swept = True
             self._adopt_leftovers(window_id)
-        args = ["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}"]
+        mark = ["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}"]
+        old = []
         while len(self._finished) > max(0, self.keep_windows):
-            args += [";", "kill-window", "-t", self._finished.popleft()]
-        proc = self._tmux(*args, check=False)
-        if proc.returncode != 0 and len(args) > 6:  # a window someone closed already
-            self._tmux(*args[:6], check=False)
+            old.append(self._finished.popleft())
+        args = list(mark)
+        for stale in old:
+            args += [";", "kill-window", "-t", stale]
+        if self._tmux(*args, check=False).returncode != 0 and old:
+            # A window someone closed already stops the list: one at a time.
+            self._tmux(*mark, check=False)
+            for stale in old:
+                self._tmux("kill-window", "-t", stale, check=False)
 
     def _adopt_leftovers(self, current: str) -> None:
         """Finished windows of earlier runs join the queue, oldest first."""

@@ -31,7 +31,7 @@ else:  # run as a file: this folder is sys.path[0]
     import _channel as ch  # type: ignore[no-redef]
 
 #: Shown when the connection ends without a result: seqrun died or was killed.
-GONE = "[seqrun] seqrun went away; the agent was ended with it"
+GONE = "[seqrun] lost the connection to seqrun (it was stopped or killed)"
 
 
 def _raw_keyboard(fd: int) -> list | None:  # type: ignore[type-arg]
