@@ -91,9 +91,10 @@ MESSAGE_CHARS = 1000
 """Longest ``message`` attribute; the element text holds the rest."""
 FINAL_MESSAGE_CHARS = 8000
 
-# Characters XML 1.0 allows (https://www.w3.org/TR/xml/#charsets); anything
-# else, lone surrogates included, is removed.
-_ILLEGAL_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters XML 1.0 does not allow (https://www.w3.org/TR/xml/#charsets), lone
+# surrogates included, are removed. Written as the small class of what is
+# forbidden: the negation of the allowed ranges takes 6 ms to compile, at every start.
+_ILLEGAL_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 # CSI (colours, cursor moves), OSC (titles, hyperlinks) and two-byte escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 
