@@ -39,15 +39,27 @@ class Figure:
         return f"| {self.name} | {self.value:.3f} {self.unit} | {self.goal} | {verdict} |"
 
 
+def wall(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return took
+
+
 def median_wall(argv: list[str], cwd: Path, runs: int, env: dict[str, str] | None = None) -> float:
-    times = []
+    return statistics.median(wall(argv, cwd, env) for _ in range(runs))
+
+
+def median_pair(a: Callable[[], float], b: Callable[[], float], runs: int) -> tuple[float, float]:
+    """Medians of ``a`` and ``b`` run alternately: a slow minute on a shared
+    machine then weighs on both sides of a ratio, not on one."""
+    times_a, times_b = [], []
     for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
-    return statistics.median(times)
+        times_a.append(a())
+        times_b.append(b())
+    return statistics.median(times_a), statistics.median(times_b)
 
 
 def bench_env() -> dict[str, str]:
@@ -97,10 +109,12 @@ def collection(sizes: list[int], runs: int, tmp: Path) -> list[Figure]:
     figures.append(Figure("collect-only -q, largest corpus file (413 tasks)", t, "s", "< 0.3 s", t < 0.3))
     for n in sizes:
         spec = write_generated_spec(tmp / f"s{n}", n)
-        s = median_wall([*seqrun, str(spec)], tmp, runs, env)
+        tests = write_pytest_project(tmp, n)
+        pytest = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
         # Both without third-party plugin autoloading: the tools themselves are compared.
-        p = median_wall([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                        write_pytest_project(tmp, n), runs, {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        pytest_env = {**env, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+        s, p = median_pair(lambda: wall([*seqrun, str(spec)], tmp, env),
+                           lambda: wall(pytest, tests, pytest_env), runs)
         figures.append(Figure(f"collect-only -q, {n} tasks", s, "s",
                               "<= 0.15 s" if n <= 50 else "", s <= 0.15 if n <= 50 else None))
         figures.append(Figure(f"pytest --collect-only -q, {n} tests", p, "s", "", None))
