@@ -158,10 +158,14 @@ class _Pty:
         self._close = close
 
     def setwinsize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        _set_winsize(self.fd, rows, cols)
 
     def close(self) -> None:
         self._close()
+
+
+def _set_winsize(fd: int, rows: int, cols: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def _spawn(invocation: Invocation, env: dict[str, str], rows: int, cols: int) -> _Pty:
@@ -200,7 +204,7 @@ def _posix_spawn(prepared: Prepared, env: dict[str, str], rows: int, cols: int) 
         attrs = termios.tcgetattr(slave)
         attrs[1] &= ~termios.OPOST
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        _set_winsize(slave, rows, cols)
         # Opened by name after setsid (glibc runs file actions after it):
         # the pty becomes the agent's controlling terminal, so Ctrl-C typed
         # into it signals the agent and closing it hangs the agent up.

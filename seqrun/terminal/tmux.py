@@ -320,12 +320,11 @@ class _Link:
             self.cancel.set()
 
 
-def _result_line(result: ProcessResult, closed: str | None, limit: str | None) -> str:
-    """The window's last line: what happened, for the person who looks later."""
-    if closed is not None:
-        return f"[seqrun] {closed} (exit {result.exit_status})"
-    if limit is not None:
-        return f"[seqrun] {limit} (exit {result.exit_status})"
+def _result_line(result: ProcessResult, stopped: str | None) -> str:
+    """The window's last line: what happened, for the person who looks later.
+    ``stopped`` says why seqrun ended the agent, if it did."""
+    if stopped is not None:
+        return f"[seqrun] {stopped} (exit {result.exit_status})"
     line = f"[seqrun] exit {result.exit_status} after {result.duration:.1f}s"
     if result.leftover_killed:
         line += f"; ended {result.leftover_killed} leftover process(es)"
@@ -502,7 +501,7 @@ class TmuxSession:
                     rows=pane.rows, cols=pane.cols, input_fd=link.input_fd, on_start=link.started,
                 )
                 result = self._account(result, link, cancel, pane.window_id)
-                link.finish(_result_line(result, link.closed, _limit_message(result, timeout, idle_timeout)))
+                link.finish(_result_line(result, link.closed or _limit_message(result, timeout, idle_timeout)))
             finally:
                 link.close()
                 self._finish_window(pane.window_id)
