@@ -382,24 +382,28 @@ class TmuxSession:
         # tmux expands formats in -c, and '#(...)' would run a shell: escape.
         start_dir = cwd.replace("#", "##")
         tail = ["-n", window, "-c", start_dir, "-P", "-F", Pane.FORMAT, "--", *command]
+        # In the same call: a viewer that dies at once must leave its pane (and
+        # the server, if it was the only one) for the error message. The new
+        # window is its session's current one, which `=name:` targets.
+        keep = [";", "set-option", "-w", "-t", f"{self._target}:", "remain-on-exit", "on"]
         # The session usually exists (every task after the first): try the
         # window first, one tmux call. The trailing ':' asks for the next free
         # index, whatever base-index is.
-        proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, check=False)
+        proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep, check=False)
         if proc.returncode == 0:
             return Pane.parse(proc.stdout)
         # In the same command list: with a user's `destroy-unattached on`
         # a detached session would be gone before a second tmux call.
         proc = self._tmux(
             "new-session", "-d", "-s", self.name, "-x", "200", "-y", "50", *tail,
-            ";", "set-option", "-t", f"{self._target}:", "destroy-unattached", "off",
+            ";", "set-option", "-t", f"{self._target}:", "destroy-unattached", "off", *keep,
             check=False,
         )
         if proc.returncode == 0:
             return Pane.parse(proc.stdout)
         if "duplicate session" not in proc.stderr:
             raise TmuxError(f"tmux new-session failed: {proc.stderr.strip()}")
-        return Pane.parse(self._tmux("new-window", "-t", f"{self._target}:", *tail).stdout)
+        return Pane.parse(self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep).stdout)
 
     def _configure_window(self, window_id: str) -> None:
         """Per-window settings that must not depend on the user's configuration."""
