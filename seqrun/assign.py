@@ -24,6 +24,7 @@ import pluggy
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
+from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -71,11 +72,8 @@ def parse_assignment(text: str | None) -> dict[str, str] | None:
     return None
 
 
-def unit_of(task: Task) -> Task:
-    root = task
-    for ancestor in task.ancestors():
-        root = ancestor
-    return root
+assignments_key = StashKey[dict]()
+"""The assignments of a run without the state plugin (``-p no:state``)."""
 
 
 class Assigner:
@@ -88,12 +86,12 @@ class Assigner:
     def _cache(self, task: Task) -> dict[str, Any]:
         plugin = self.config.pluginmanager.get_plugin("state-files")
         if plugin is None or task.spec is None:
-            return self.config.stash.setdefault("assignments", {})
+            return self.config.stash.setdefault(assignments_key, {})
         return plugin.assignments(task.spec)
 
     @hookimpl
     def seqrun_assign_backend(self, task: Task, session: Session) -> str | None:
-        unit = unit_of(task)
+        unit = task.root
         cache = self._cache(task)
         answer = cache.get(unit.id)
         if not isinstance(answer, dict):
@@ -110,7 +108,7 @@ class Assigner:
     def classify(self, unit: Task, session: Session) -> dict[str, str] | None:
         from seqrun.backends.base import AgentCall
         from seqrun.backends.registry import registry
-        from seqrun.runner import seqrun_dir, workdir
+        from seqrun.paths import seqrun_dir, specs_root, workdir
         from seqrun.terminal import run_in_pty
 
         config = self.config
@@ -120,7 +118,8 @@ class Assigner:
             _warn(f"assignment: {exc}; using --backend")
             return None
         prompt = CLASSIFY_PROMPT.format(task_id=unit.id, title=unit.title, details=unit.details[:4000])
-        folder = seqrun_dir(unit) / "assign"
+        assert unit.spec is not None
+        folder = seqrun_dir(specs_root(unit.spec)) / "assign"
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", suffix=".md", dir=folder, delete=False, encoding="utf-8") as f:
             f.write(prompt)

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import pluggy
 
 from seqrun import hookspec
+from seqrun.stash import Stash, StashKey
 
 #: Built-in plugins, by the name ``-p no:NAME`` uses to block them.
 BUILTIN_PLUGINS: dict[str, str] = {
@@ -32,6 +33,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "kiro": "seqrun.kiro",
     "select": "seqrun.select",
     "runner": "seqrun.runner",
+    "throttle": "seqrun.throttle",
+    "reruns": "seqrun.reruns",
+    "ratelimit": "seqrun.ratelimit",
     "backends": "seqrun.backends.registry",
     "prompt": "seqrun.prompt",
     "assign": "seqrun.assign",
@@ -52,11 +56,37 @@ BUILTIN_PLUGINS: dict[str, str] = {
 ESSENTIAL_PLUGINS = frozenset({"main", "helpconfig"})
 
 CONFIG_FILES = ("seqrun.toml", "pyproject.toml")
+#: Unknown keys of the config file, printed by the terminal reporter.
+config_warnings_key = StashKey[list[str]]()
 DEFAULT_SPECS_ROOT = Path(".kiro") / "specs"
 
 
 class UsageError(Exception):
     """A mistake of the user: bad option, bad input file. Exit 4, one line."""
+
+
+def non_negative(text: str | float) -> float:
+    """argparse ``type`` of a number of seconds (or any amount) >= 0."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
+    if not value >= 0 or isinstance(text, bool):  # NaN fails the comparison
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def whole_number(text: str | int) -> int:
+    """argparse ``type`` of a count >= 0."""
+    if isinstance(text, bool) or isinstance(text, float):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -103,8 +133,8 @@ class Config:
     """The command line as given (without the program name)."""
     inipath: Path | None = None
     inicfg: dict[str, Any] = field(default_factory=dict)
-    stash: dict[str, Any] = field(default_factory=dict)
-    """Per-run storage for plugins (keyed by a name of the plugin's choosing)."""
+    stash: Stash = field(default_factory=Stash)
+    """Per-run storage for plugins, under typed :class:`~seqrun.stash.StashKey` keys."""
 
     @property
     def hook(self) -> Any:
@@ -224,20 +254,40 @@ def spec_paths(paths: Sequence[str], specs: Sequence[str]) -> list[Path]:
 
 
 def _apply_file_defaults(parser: argparse.ArgumentParser, inicfg: dict[str, Any], inipath: Path) -> list[str]:
-    """Use config-file values as defaults; return warnings for unknown keys."""
-    dests = {a.dest for a in parser._actions}
+    """Use config-file values as defaults; return warnings for unknown keys.
+
+    Each value goes through its option's ``type`` and ``choices``, as the
+    same value on the command line would: a bad one is a usage error naming
+    the file and the key, so no plugin has to check file values again.
+    """
+    actions = {a.dest: a for a in parser._actions}
     defaults: dict[str, Any] = {}
     unknown = []
     for key, value in inicfg.items():
         dest = key.replace("-", "_")
         if isinstance(value, dict):
             continue  # a sub-table, read by the plugin that owns it
-        if dest in dests:
-            defaults[dest] = value
-        else:
+        action = actions.get(dest)
+        if action is None:
             unknown.append(f"{inipath}: unknown option {key!r} ignored")
+            continue
+        defaults[dest] = _typed_file_value(action, key, value, inipath)
     parser.set_defaults(**defaults)
     return unknown
+
+
+def _typed_file_value(action: argparse.Action, key: str, value: Any, inipath: Path) -> Any:
+    convert = action.type
+    if callable(convert) and not isinstance(value, list):
+        try:
+            value = convert(value)
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+            raise UsageError(f"{inipath}: {key} {exc}" if isinstance(exc, argparse.ArgumentTypeError)
+                             else f"{inipath}: {key}: invalid value {value!r}") from None
+    if action.choices is not None and not isinstance(value, list) and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise UsageError(f"{inipath}: {key} must be one of {choices}, got {value!r}")
+    return value
 
 
 def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Config:
@@ -272,6 +322,6 @@ def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Con
     option = parser.parse_args(list(argv))
     config = Config(pm, invocation_dir, option, list(option.paths) + list(option.spec or []),
                     list(argv), inipath, inicfg)
-    config.stash["config_warnings"] = warnings
+    config.stash[config_warnings_key] = warnings
     pm.hook.seqrun_configure.call_historic(kwargs=dict(config=config))
     return config

@@ -26,8 +26,8 @@ commit holds only its own work.
 
 ``--git-branch NAME`` switches to branch NAME before collection, creating it
 from the current HEAD when it does not exist. If a commit fails (a pre-commit
-hook rejects it), the task is reported failed with git's message, its changes
-are left in the work tree, and the run stops.
+hook rejects it), the task is reported as an error (``teardown-error``) with
+git's message, its changes are left in the work tree, and the run stops.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ import pluggy
 
 from seqrun.config import Config, UsageError, spec_paths
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Task
+from seqrun.nodes import Task, Unit
 from seqrun.outcome import Outcome, TaskReport
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class GitCommitter:
 
     @hookimpl
     def seqrun_sessionstart(self, session: Session) -> None:
-        from seqrun.runner import workdir
+        from seqrun.paths import workdir
 
         cwd = workdir(self.config)
         opt = self.config.option
@@ -182,32 +182,29 @@ class GitCommitter:
     # -- after each task --------------------------------------------------------------------------
 
     @hookimpl(trylast=True)
-    def seqrun_runtest_teardown(self, item: Task, session: Session, report: TaskReport) -> None:
+    def seqrun_runtest_teardown(self, item: Task, unit: Unit, session: Session, report: TaskReport) -> None:
         # trylast: after seqrun.writeback ticked tasks.md, so the tick is in the commit.
-        if not self.config.option.git_commit or report.outcome is Outcome.SKIPPED or not report.attempts:
+        if not self.config.option.git_commit or report.outcome is Outcome.SKIPPED or not report.dispatched:
             return
-        from seqrun.runner import runstate
-
-        unit = runstate(self.config).current_unit
-        if unit is not None and unit.subtasks and any(m is item for m in unit.members):
+        if unit.subtasks:
             if item is not unit.members[-1]:
                 return  # one commit for the whole unit, after its last subtask's tick
             task, subtasks = unit.task, unit.members
         else:
             task, subtasks = item, []
         if report.outcome is not Outcome.PASSED:
-            self.put_aside(task, report)
+            message = self.put_aside(task)
+            if message:
+                unit.add_report_section(item, "git stash", message)
             return
         try:
             sha = self.commit(task, subtasks, report)
         except GitError as exc:
-            report.outcome = Outcome.FAILED
-            report.reason = str(exc)  # "git commit failed: <git's message>"
             session.shouldstop = (f"git commit failed after task {task.id}; its changes are left "
                                   "uncommitted in the work tree")
-            return
+            raise  # the task's report becomes an error: "git commit failed: <git's message>"
         if sha:
-            report.sections.append(("git commit", sha))
+            unit.add_report_section(item, "git commit", sha)
 
     def commit(self, task: Task, subtasks: Sequence[Task], report: TaskReport) -> str | None:
         """Commit every change; the new commit's short hash, or None if nothing changed."""
@@ -227,24 +224,24 @@ class GitCommitter:
         self.commits.append(f"{sha} {subject}")
         return sha
 
-    def put_aside(self, task: Task, report: TaskReport) -> None:
-        """Stash what a task that did not pass left in the work tree."""
+    def put_aside(self, task: Task) -> str | None:
+        """Stash what a task that did not pass left in the work tree; the stash's message."""
         assert self.toplevel is not None and task.spec is not None
         excluded = self._excluded([task.spec.folder.parent, *self._spec_roots()])
         try:
             status = git(["status", "--porcelain", "--untracked-files=all", "--", ".", *excluded],
                          self.toplevel)
             if not status.stdout.strip():
-                return
+                return None
             message = "seqrun: failed " + commit_subject(task.spec.name, task).removeprefix("seqrun: ")
             git(["stash", "push", "--include-untracked", "--quiet", "-m", message, "--", ".", *excluded],
                 self.toplevel)
         except GitError as exc:
             print(f"WARNING --git-commit: could not stash the changes of task {task.id}: {exc}",
                   file=sys.stderr)
-            return
+            return None
         self.stashed.append(message)
-        report.sections.append(("git stash", message))
+        return message
 
     @hookimpl
     def seqrun_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: Config) -> None:

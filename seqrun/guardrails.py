@@ -30,6 +30,7 @@ Every stop sets ``session.shouldstop`` to the reason: the terminal prints it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -45,7 +46,8 @@ from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.text import human_seconds
 from seqrun.nodes import Task
-from seqrun.outcome import Outcome, TaskReport, Verdict
+from seqrun.outcome import Kind, Outcome, TaskReport, Verdict
+from seqrun.paths import seqrun_dir
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -146,11 +148,11 @@ class Guardrails:
         # A wrapper, not an implementation: it must not stop other plugins' verdicts.
         decided = yield
         final = decided or verdict
-        if (self.max_runtime and self.cut_timeout and final.outcome is Outcome.FAILED
-                and final.reason.startswith("timeout") and self.time_left() <= MIN_TIMEOUT):
+        if (self.max_runtime and self.cut_timeout and final.kind is Kind.TIMEOUT
+                and self.time_left() <= MIN_TIMEOUT):
             self.stop(self.runtime_reason)
-            return Verdict(Outcome.FAILED, f"timeout: {self.runtime_reason} while the task ran; "
-                           "agent and its processes ended", final.final_message, usage=final.usage)
+            return dataclasses.replace(final, reason=f"timeout: {self.runtime_reason} while the task ran; "
+                                       "agent and its processes ended")
         return decided
 
     # -- every report ------------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class Guardrails:
         if self.session is None:
             return
         if report.outcome is Outcome.SKIPPED:
-            if any(report.reason == f"not reached: {why}" for why in self.stops):
+            if report.kind is Kind.NOT_REACHED and self.session.shouldstop in self.stops:
                 # A budget, not the tasks, ended the run: exit 1, as --max-iterations does.
                 self.session.budget_exhausted = True
             return
@@ -172,13 +174,13 @@ class Guardrails:
             self._track_stuck(report)
 
     def _count_cost(self, report: TaskReport) -> None:
-        key = report.log_path or report.nodeid
+        key = report.dispatch_id or report.nodeid
         if key in self.costed:
             return  # the subtasks of one --dispatch unit run share its cost
         self.costed.add(key)
         cost = report.usage.cost_usd if report.usage is not None else None
         if cost is None:
-            if report.attempts and not self.warned_no_cost:
+            if report.dispatched and not self.warned_no_cost:
                 self.warned_no_cost = True
                 print(f"WARNING --max-cost: backend {report.backend or '?'} reported no cost for "
                       f"{report.nodeid}; runs without a cost are not counted", file=sys.stderr)
@@ -218,7 +220,7 @@ class Guardrails:
             if history.pop(key, None) is not None:
                 self._save(root, history)
             return
-        signature = failure_signature(report.reason)
+        signature = f"{report.kind.value}: {failure_signature(report.reason)}"
         count = before["count"] + 1 if before and before.get("signature") == signature \
             and isinstance(before.get("count"), int) else 1
         history[key] = {"signature": signature, "count": count, "reason": report.reason}
@@ -229,8 +231,6 @@ class Guardrails:
 
     @staticmethod
     def _save(root: Path, history: dict[str, Any]) -> None:
-        from seqrun.runner import seqrun_dir
-
         path = root / STUCK_PATH
         try:
             seqrun_dir(root)  # the .gitignore'd folder, created as the runner does

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from seqrun.backends.base import AgentCall, Backend, Invocation
     from seqrun.config import Config
     from seqrun.main import Session
-    from seqrun.nodes import Spec, Task
-    from seqrun.outcome import TaskReport, Verdict
-    from seqrun.runner import Unit
+    from seqrun.nodes import Spec, Task, Unit
+    from seqrun.outcome import Attempt, TaskReport, Verdict
+    from seqrun.runner import CallInfo
 
 hookspec = pluggy.HookspecMarker("seqrun")
 hookimpl = pluggy.HookimplMarker("seqrun")
@@ -112,12 +112,27 @@ def seqrun_report_collectionfinish(session: Session) -> Any:
 
 
 # -- running -------------------------------------------------------------------
+#
+# The per-task protocol, in pytest's shape (``runner.runtestprotocol``):
+#
+#   seqrun_runtest_protocol(item=unit)
+#     seqrun_runtest_logstart
+#     setup:    seqrun_runtest_setup            (per task; Skipped skips it)
+#     call:     seqrun_runtest_call             (once per attempt, see below)
+#                 seqrun_runtest_attempt        (the agent is about to start)
+#                 seqrun_decide_verdict, seqrun_verify_task
+#                 seqrun_runtest_logattempt     (the attempt's record)
+#     per task: seqrun_runtest_makereport → seqrun_runtest_teardown →
+#               seqrun_runtest_logreport
+#
+# Each phase runs inside a ``CallInfo`` boundary: an exception a plugin raises
+# in setup or teardown makes that task an ERROR report and the run goes on.
 
 
 @hookspec(firstresult=True)
 def seqrun_runtestloop(session: Session) -> bool | None:
-    """Run every selected task, one at a time. The built-in runner loops over
-    ``session.items`` honouring ``--delay``, ``--max-iterations``, ``-x``."""
+    """Run every selected task, one at a time: plan the dispatch units and
+    call :func:`seqrun_runtest_protocol` for each until ``session.shouldstop``."""
 
 
 @hookspec(firstresult=True)
@@ -129,37 +144,70 @@ def seqrun_runtest_protocol(item: Unit, session: Session) -> bool | None:
 
 @hookspec
 def seqrun_runtest_logstart(nodeid: str, item: Task) -> None:
-    """A task is about to run."""
+    """A dispatch unit is about to run (``item`` is its task)."""
 
 
 @hookspec
-def seqrun_runtest_setup(item: Task, session: Session) -> None:
-    """Before the agent is dispatched (mark the task in progress, baseline…)."""
+def seqrun_runtest_setup(item: Task, unit: Unit, session: Session) -> None:
+    """Before the agent is dispatched: called for the unit's task, then for
+    each of its subtasks. Raise :class:`~seqrun.outcome.Skipped` (with a
+    :class:`~seqrun.outcome.Kind`) to skip the task; any other exception makes
+    it an ERROR report (``setup-error``) and the run goes on."""
 
 
 @hookspec(firstresult=True)
-def seqrun_runtest_call(item: Task, session: Session) -> Verdict | None:
-    """Dispatch the agent for the task and return its verdict."""
+def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt | None:
+    """Run the agent once for ``unit`` and return the :class:`~seqrun.outcome.Attempt`.
+
+    The protocol calls this hook once; a retry policy is a ``wrapper=True``
+    implementation that, after ``attempt = yield``, calls the hook again for
+    the next attempt (``seqrun.runner.call_again``) — so every wrapper sees
+    every attempt, and must pass a re-entered call straight through
+    (:mod:`seqrun.reruns`, :mod:`seqrun.ratelimit`, :mod:`seqrun.throttle`).
+    ``unit.attempts`` holds every attempt of this session so far.
+    """
 
 
 @hookspec
-def seqrun_runtest_teardown(item: Task, session: Session, report: TaskReport) -> None:
-    """After the verdict (tick tasks.md, commit, clean up)."""
+def seqrun_runtest_attempt(item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
+    """One agent process is about to start (rerun and rate-limit retries too).
+    ``attempt`` is its number over the task's life; ``unit.attempts`` holds
+    this session's earlier ones."""
+
+
+@hookspec
+def seqrun_runtest_logattempt(item: Task, unit: Unit, attempt: Attempt) -> None:
+    """One attempt ended (whatever its kind: rate-limited and interrupted
+    ones too): record it. Called before any retry starts."""
+
+
+@hookspec(firstresult=True)
+def seqrun_runtest_makereport(item: Task, unit: Unit, call: CallInfo[Any],
+                              report: TaskReport | None) -> TaskReport | None:
+    """Build the :class:`~seqrun.outcome.TaskReport` of ``item`` from one
+    phase's ``call`` (``call.when`` is setup, call or teardown). For a
+    teardown that raised, ``report`` is the report it was given. The built-in
+    implementation is ``trylast``; wrap it (``wrapper=True``) to amend reports."""
+
+
+@hookspec
+def seqrun_runtest_teardown(item: Task, unit: Unit, session: Session, report: TaskReport) -> None:
+    """After the verdict (tick tasks.md, commit, clean up), for every task,
+    skipped ones included. Add text to the report with
+    ``unit.add_report_section(item, key, text)``; raise to make the task an
+    ERROR report (``teardown-error``)."""
 
 
 @hookspec
 def seqrun_runtest_logreport(report: TaskReport) -> None:
-    """The final report of one task, whatever its outcome (skips included)."""
+    """The final report of one task, whatever its outcome (skips included).
+    The session counts failures and applies ``--maxfail`` and halting here."""
 
 
 @hookspec
-def seqrun_runtest_attempt(item: Task, attempt: int, log_path: Path, backend: str) -> None:
-    """One agent process is about to start (rerun and rate-limit retries too)."""
-
-
-@hookspec
-def seqrun_wait(seconds: float, reason: str) -> None:
-    """The run is about to sleep (``--delay`` or a rate limit): show a countdown."""
+def seqrun_wait(seconds: float, reason: str, kind: str) -> None:
+    """The run is about to sleep: show a countdown. ``kind`` is ``"delay"``
+    (``--delay`` between dispatches) or ``"rate-limit"``."""
 
 
 @hookspec
@@ -207,11 +255,15 @@ def seqrun_backend_invocation(backend: Backend, call: AgentCall) -> Invocation |
 
 
 @hookspec(firstresult=True)
-def seqrun_decide_verdict(item: Task, verdict: Verdict, session: Session) -> Verdict | None:
-    """Replace the backend's verdict (e.g. treat a warning as a failure)."""
+def seqrun_decide_verdict(item: Task, unit: Unit, verdict: Verdict, session: Session) -> Verdict | None:
+    """The verdict of one attempt, given the backend's (e.g. treat a warning
+    as a failure). The built-in implementation (``trylast``) returns
+    ``verdict`` unchanged, so the hook's result is always the whole answer."""
 
 
 @hookspec(firstresult=True)
-def seqrun_verify_task(item: Task, verdict: Verdict, session: Session) -> Verdict | None:
-    """Check a task the agent called done (``--verify``); return a FAILED
-    verdict to reject it, None to accept."""
+def seqrun_verify_task(item: Task, unit: Unit, verdict: Verdict, session: Session) -> Verdict | None:
+    """Check an attempt the agent called done (``--verify``). Return the
+    verdict with what was checked (``checks``, ``sections``), a FAILED one of
+    kind ``verification`` to reject it, or None to leave it to the next
+    implementation; the built-in one (``trylast``) accepts ``verdict``."""

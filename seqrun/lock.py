@@ -15,17 +15,16 @@ from typing import TYPE_CHECKING
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.paths import safe_name, seqrun_dir
 
 if TYPE_CHECKING:
     from seqrun.main import Session
 
 
 def lock_path(specs_root: Path, spec_name: str) -> Path:
-    from seqrun.runner import _safe_name, seqrun_dir
-
     folder = seqrun_dir(specs_root) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{_safe_name(spec_name)}.lock"
+    return folder / f"{safe_name(spec_name)}.lock"
 
 
 class SpecLock:

@@ -12,10 +12,11 @@ from typing import Any, Callable, Sequence
 
 import pluggy
 
-from seqrun.config import DEFAULT_SPECS_ROOT, Config, UsageError, parse_config
+from seqrun.config import DEFAULT_SPECS_ROOT, Config, UsageError, parse_config, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.kiro import TASK_FILE_NAMES
 from seqrun.nodes import Spec, Task
+from seqrun.outcome import Outcome, TaskReport
 
 
 class ExitCode(enum.IntEnum):
@@ -33,11 +34,25 @@ class Interrupted(KeyboardInterrupt):
     """Raised to stop the run (SIGTERM, SIGHUP, a second Ctrl-C)."""
 
 
+def new_run_id() -> str:
+    """Names one invocation: its UTC start time, and 6 hex digits against a clash."""
+    import secrets
+    import time
+
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
 class Session:
-    """One run: the collected specs, the selected items and how it went."""
+    """One run: the collected specs, the selected items and how it went.
+
+    Registered as a plugin, as pytest's Session is: it counts the failures
+    and applies ``-x``/``--maxfail`` and halting in its own
+    ``seqrun_runtest_logreport``.
+    """
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.run_id = new_run_id()
         self.specs: list[Spec] = []
         self.items: list[Task] = []
         self.deselected: list[Task] = []
@@ -88,6 +103,18 @@ class Session:
         return resolved
 
     # -- results -----------------------------------------------------------------
+
+    @hookimpl(tryfirst=True)
+    def seqrun_runtest_logreport(self, report: TaskReport) -> None:
+        # tryfirst: a reporter that reads session.shouldstop sees this report's effect.
+        if report.outcome is Outcome.HALTED:
+            self.halted = True
+            self.shouldstop = self.shouldstop or f"halted by task {report.task_id}: {report.reason}"
+        elif report.failed:
+            self.testsfailed += 1
+            maxfail = self.config.option.maxfail
+            if maxfail and self.testsfailed >= maxfail:
+                self.shouldstop = self.shouldstop or f"stopping after {self.testsfailed} failure(s)"
 
     def exit_code(self) -> ExitCode:
         if self.halted:
@@ -145,6 +172,7 @@ def wrap_session(config: Config, doit: Callable[[Config, Session], int | None]) 
     """Run ``doit`` inside a session: sessionstart/finish, and every failure
     turned into an exit code with a one-line message."""
     session = Session(config)
+    config.pluginmanager.register(session, "session")
     restore = _install_signal_handlers()
     try:
         try:
@@ -245,7 +273,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        help="only collect and list the tasks, run nothing")
     group.add_argument("-x", "--exitfirst", dest="maxfail", action="store_const", const=1, default=0,
                        help="stop after the first failed task")
-    group.add_argument("--maxfail", type=int, default=0, metavar="N",
+    group.add_argument("--maxfail", type=whole_number, default=0, metavar="N",
                        help="stop after N failed tasks (0: never)")
 
 
@@ -255,8 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config: Config | None = None
     try:
         config = parse_config(args)
-        code = config.hook.seqrun_cmdline_main(config=config)
-        config.hook.seqrun_unconfigure(config=config)
+        try:
+            code = config.hook.seqrun_cmdline_main(config=config)
+        finally:
+            config.hook.seqrun_unconfigure(config=config)
         return int(code)
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

@@ -9,7 +9,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from seqrun.stash import Stash
+
+if TYPE_CHECKING:
+    from seqrun.outcome import Attempt
 
 
 class TaskState(str, enum.Enum):
@@ -107,6 +112,14 @@ class Task:
     def done(self) -> bool:
         return self.state is TaskState.DONE
 
+    @property
+    def root(self) -> Task:
+        """The top-level task this task belongs to (itself when it has no parent)."""
+        node = self
+        while node.parent is not None:
+            node = node.parent
+        return node
+
     def ancestors(self) -> Iterator[Task]:
         node = self.parent
         while node is not None:
@@ -171,3 +184,27 @@ class Spec:
 
     def by_id(self) -> dict[str, Task]:
         return {t.id: t for t in self.iter_tasks()}
+
+
+@dataclass(eq=False)
+class Unit:
+    """What one agent run covers: ``task`` itself, or its ``subtasks``
+    (``--dispatch unit``), and what happened to it in this session."""
+
+    task: Task
+    subtasks: list[Task] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    """This session's attempts, in order (appended as each one ends)."""
+    past_attempts: int = 0
+    """Attempts made in earlier runs (from the state file): numbering continues."""
+    stash: Stash = field(default_factory=Stash)
+    """Per-unit storage for plugins (retry counters, baselines)."""
+    sections: dict[Task, list[tuple[str, str]]] = field(default_factory=dict)
+
+    @property
+    def members(self) -> list[Task]:
+        return self.subtasks or [self.task]
+
+    def add_report_section(self, task: Task, key: str, content: str) -> None:
+        """Add a titled block of text to ``task``'s report (as pytest's ``item.add_report_section``)."""
+        self.sections.setdefault(task, []).append((key, content))

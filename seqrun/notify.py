@@ -123,14 +123,14 @@ class Notifier:
 
     @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
-        name = {Outcome.PASSED: "passed", Outcome.FAILED: "failed", Outcome.HALTED: "halted",
-                Outcome.SKIPPED: "skipped"}.get(report.outcome)
+        name = {Outcome.PASSED: "passed", Outcome.FAILED: "failed", Outcome.ERROR: "failed",
+                Outcome.HALTED: "halted", Outcome.SKIPPED: "skipped"}.get(report.outcome)
         if name:
             self.counts[name] += 1
         if report.outcome is Outcome.HALTED:
             self.last_bad = report
             self.notify("halt", report)
-        elif report.outcome is Outcome.FAILED:
+        elif report.failed:
             self.last_bad = report
             self.notify("failure", report)
 

@@ -17,6 +17,7 @@ import pluggy
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
+from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -78,7 +79,7 @@ FIELD_NAMES = (
 
 def prompt_fields(task: Task, subtasks: list[Task], session: Session) -> dict[str, str]:
     from seqrun.backends.base import DONE_MARKERS, HALT_MARKER
-    from seqrun.runner import workdir
+    from seqrun.paths import workdir
 
     assert task.spec is not None
     folder = task.spec.folder
@@ -120,11 +121,14 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        "{tasks_md}, {done_marker}, {halt_marker}… are filled in")
 
 
+template_key = StashKey[str]()
+
+
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     path = config.option.prompt_template
     if not path:
-        config.stash["prompt_template"] = DEFAULT_TEMPLATE
+        config.stash[template_key] = DEFAULT_TEMPLATE
         return
     try:
         template = Path(path).read_text(encoding="utf-8")
@@ -134,10 +138,10 @@ def seqrun_configure(config: Config) -> None:
         render(template, dict.fromkeys(FIELD_NAMES, ""))  # unknown {names}: fail now, not at 3 am
     except (ValueError, IndexError) as exc:
         raise UsageError(f"--prompt-template {path}: {exc}") from None
-    config.stash["prompt_template"] = template
+    config.stash[template_key] = template
 
 
 @hookimpl(trylast=True)
 def seqrun_build_prompt(task: Task, subtasks: list[Task], session: Session) -> str:
-    template = session.config.stash.get("prompt_template", DEFAULT_TEMPLATE)
+    template = session.config.stash.get(template_key, DEFAULT_TEMPLATE)
     return render(template, prompt_fields(task, subtasks, session))

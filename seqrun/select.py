@@ -24,6 +24,7 @@ import pluggy
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
+from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -158,15 +159,18 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        "1.2 selects task 1.2 and its subtasks; words match titles, spec name, keywords")
 
 
+expression_key = StashKey["Expression | None"]()
+
+
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     # Compile early: a bad expression is a usage error before anything runs.
-    config.stash["keyword_expr"] = Expression(config.option.keyword) if config.option.keyword else None
+    config.stash[expression_key] = Expression(config.option.keyword) if config.option.keyword else None
 
 
 @hookimpl
 def seqrun_collection_modifyitems(session: Session, config: Config, items: list[Task]) -> None:
-    expr: Expression | None = config.stash.get("keyword_expr")
+    expr = config.stash.get(expression_key, None)
     kept: list[Task] = []
     deselected: list[Task] = []
     for item in items:

@@ -53,8 +53,11 @@ import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Task
-from seqrun.outcome import Outcome, TaskReport, Verdict
+from seqrun.nodes import Task, Unit
+from seqrun.outcome import Check, Kind, Outcome, Verdict
+from seqrun.paths import workdir
+from seqrun.stash import StashKey
+from seqrun.text import printable
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -303,16 +306,18 @@ def task_field(task: Task) -> tuple[Task, str] | None:
 # -- the plugin --------------------------------------------------------------------------------
 
 
+baselines_key = StashKey[dict[tuple[str, ...], CommandResult]]()
+log_path_key = StashKey[Path]()
+"""The log of the attempt being verified: its verification output is appended there."""
+
+
 class Verifier:
-    """Runs the verification of each task the agent called done."""
+    """Runs the verification of each attempt the agent called done."""
 
     def __init__(self, config: Config, default: list[str] | None, source: str) -> None:
         self.config = config
         self.default = tuple(default) if default else None
         self.default_source = source
-        self.baselines: dict[int, dict[tuple[str, ...], CommandResult]] = {}
-        self.sections: dict[int, list[tuple[str, str]]] = {}
-        self.explanations: dict[int, str] = {}
         self.last: CommandResult | None = None
         """The latest verification, valid as the next task's baseline until an agent runs."""
 
@@ -343,15 +348,7 @@ class Verifier:
         return list(planned.values())
 
     def _cwd(self) -> Path:
-        from seqrun.runner import workdir
-
         return workdir(self.config)
-
-    def _members(self, item: Task) -> list[Task]:
-        from seqrun.runner import runstate
-
-        unit = runstate(self.config).current_unit
-        return list(unit.members) if unit is not None and unit.task is item else [item]
 
     def _run(self, argv: tuple[str, ...], task: Task, phase: str) -> CommandResult:
         opt = self.config.option
@@ -367,29 +364,30 @@ class Verifier:
     # -- hooks -------------------------------------------------------------------------------------
 
     @hookimpl
-    def seqrun_runtest_attempt(self, item: Task, attempt: int) -> None:
-        if attempt == 1 and self.config.option.verify_baseline:
+    def seqrun_runtest_attempt(self, item: Task, unit: Unit, log_path: Path) -> None:
+        unit.stash[log_path_key] = log_path
+        if not unit.attempts and baselines_key not in unit.stash and self.config.option.verify_baseline:
             results: dict[tuple[str, ...], CommandResult] = {}
-            for planned in self.plan(self._members(item)):
+            for planned in self.plan(unit.members):
                 if planned.argv is None:
                     continue
                 if self.last is not None and self.last.argv == planned.argv:
                     results[planned.argv] = self.last  # nothing ran since: same tree
                 else:
                     results[planned.argv] = self._run(planned.argv, item, "baseline")
-            self.baselines[id(item)] = results
+            unit.stash[baselines_key] = results
         self.last = None  # an agent is about to change the work tree
 
     @hookimpl
-    def seqrun_verify_task(self, item: Task, verdict: Verdict, session: Session) -> Verdict | None:
-        members = self._members(item)
-        planned = self.plan(members)
+    def seqrun_verify_task(self, item: Task, unit: Unit, verdict: Verdict, session: Session) -> Verdict | None:
+        planned = self.plan(unit.members)
         if not planned:
             return None
-        baselines = self.baselines.pop(id(item), {})
+        baselines = unit.stash.get(baselines_key, {})
         problems: list[str] = []
         sections: list[tuple[str, str]] = []
         explanation: list[str] = []
+        checks: list[Check] = []
         for plan in planned:
             if plan.argv is None:
                 assert plan.problem is not None
@@ -398,11 +396,13 @@ class Verifier:
             result = self._run(plan.argv, item, "after")
             self.last = result
             before = baselines.get(plan.argv)
-            self._append_to_log(item, result, before)
+            self._append_to_log(unit, result, before)
             problem = judge(result, self.config.option.verify_timeout)
             head = (f"$ {display(plan.argv)}  (from {plan.source}; exit {result.exit_status}, "
                     f"{result.duration:.1f}s)")
             sections.append((f"verification: {display(plan.argv)}", f"{head}\n{_tail(result.output)}"))
+            checks.append(Check(display(plan.argv), result.exit_status, problem is None,
+                                _tail(printable(result.output)), result.duration))
             if before is not None:
                 sections.append((f"verification baseline: {display(plan.argv)}",
                                  f"before the task: exit {before.exit_status}\n{_tail(before.output)}"))
@@ -412,27 +412,16 @@ class Verifier:
                 problem = f"{problem}; {compare_with_baseline(result, before)}"
             problems.append(problem)
             explanation.append(f"{problem}\n(from {plan.source}, in {self._cwd()})")
-        for member in members:
-            self.sections[id(member)] = sections
-            if explanation:
-                self.explanations[id(member)] = "\n".join(explanation)
+        checked = dataclasses.replace(verdict, checks=verdict.checks + tuple(checks),
+                                      sections=verdict.sections + tuple(sections))
         if not problems:
-            return None
-        return dataclasses.replace(verdict, outcome=Outcome.FAILED,
-                                   reason="verification failed: " + "; ".join(problems))
+            return checked
+        return dataclasses.replace(checked, outcome=Outcome.FAILED, kind=Kind.VERIFICATION_FAILED,
+                                   reason="verification failed: " + "; ".join(problems),
+                                   longrepr="\n".join(explanation) or checked.longrepr)
 
-    @hookimpl(tryfirst=True)
-    def seqrun_runtest_teardown(self, item: Task, session: Session, report: TaskReport) -> None:
-        # The report is built from the verdict alone: add what the verification printed.
-        report.sections.extend(self.sections.pop(id(item), []))
-        explanation = self.explanations.pop(id(item), None)
-        if explanation and report.outcome is Outcome.FAILED and not report.longrepr:
-            report.longrepr = explanation
-
-    def _append_to_log(self, task: Task, result: CommandResult, before: CommandResult | None) -> None:
-        from seqrun.runner import runstate
-
-        log = runstate(self.config).logs.get(id(task))
+    def _append_to_log(self, unit: Unit, result: CommandResult, before: CommandResult | None) -> None:
+        log = unit.stash.get(log_path_key, None)
         if not log:
             return
         parts = []

@@ -30,7 +30,8 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskKind, Warning_
-from seqrun.outcome import Outcome, Skipped, TaskReport
+from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
+from seqrun.runner import runstate
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -72,20 +73,20 @@ class LineTracker:
         self.seen = data
         """The file's bytes when last looked at (or last written by us)."""
         self.keys = [_diff_key(line) for line in lines]
-        self.task_key: dict[int, bytes] = {}  # id(task) -> its line's key
-        self.index: dict[int, int | None] = {}  # id(task) -> its line's index now
+        self.task_key: dict[Task, bytes] = {}  # its line's key
+        self.index: dict[Task, int | None] = {}  # its line's index now
         for task in tasks:
             index = task.line - 1
             if 0 <= index < len(lines) and _MARK.search(lines[index]):
-                self.task_key[id(task)] = self.keys[index]
-                self.index[id(task)] = index
+                self.task_key[task] = self.keys[index]
+                self.index[task] = index
 
     def __contains__(self, task: Task) -> bool:
-        return id(task) in self.task_key
+        return task in self.task_key
 
     def locate(self, task: Task, lines: list[bytes]) -> int | None:
         """The index of ``task``'s line in ``lines`` (the file now), or None."""
-        key = self.task_key.get(id(task))
+        key = self.task_key.get(task)
         if key is None:
             return None
         data = b"".join(lines)
@@ -96,12 +97,12 @@ class LineTracker:
             if keys != self.keys:
                 self._follow(keys)
             self.seen = data
-        index = self.index.get(id(task))
+        index = self.index.get(task)
         if index is not None:
             return index
         now = [i for i, k in enumerate(self.keys) if k == key]
         if len(now) == 1 and self._was_unique(key):
-            self.index[id(task)] = now[0]
+            self.index[task] = now[0]
             return now[0]
         return None
 
@@ -157,8 +158,8 @@ class WriteBack:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.trackers: dict[Path, LineTracker] = {}  # tasks file -> its task lines
-        self.running: dict[int, Task] = {}  # tasks we marked [-], until they resolve
-        self.warned: set[int] = set()
+        self.running: dict[Task, Task] = {}  # tasks we marked [-], until they resolve
+        self.warned: set[Task] = set()
 
     @hookimpl
     def seqrun_collection_finish(self, session: Session) -> None:
@@ -191,9 +192,9 @@ class WriteBack:
         return outcome
 
     def _warn(self, task: Task, message: str) -> None:
-        if id(task) in self.warned or task.spec is None:
+        if task in self.warned or task.spec is None:
             return
-        self.warned.add(id(task))
+        self.warned.add(task)
         warning = Warning_(task.spec.tasks_file, task.line, message)
         task.spec.warnings.append(warning)
         # Collection warnings are printed already: say this one now.
@@ -216,36 +217,35 @@ class WriteBack:
         index = tracker.locate(item, lines)
         mark = _MARK.search(lines[index]) if index is not None else None
         if mark is not None and lines[index][mark.start() + 1: mark.start() + 2] in (b"x", b"X"):
-            raise Skipped("already done (ticked in tasks.md during this run)")
+            raise Skipped("already done (ticked in tasks.md during this run)", Kind.ALREADY_DONE)
 
     @hookimpl
     def seqrun_runtest_attempt(self, item: Task, attempt: int) -> None:
-        if id(item) in self.running or item.mark not in (" ", RUNNING_MARK):
+        if item in self.running or item.mark not in (" ", RUNNING_MARK):
             return
         # A [-] found at the start was left by a killed run: it is ours too.
         if self._mark(item, RUNNING_MARK, expect=" " + RUNNING_MARK) in ("changed", "same"):
-            self.running[id(item)] = item
+            self.running[item] = item
 
     @hookimpl
     def seqrun_runtest_teardown(self, item: Task, session: Session, report: TaskReport) -> None:
         if report.outcome is not Outcome.PASSED:
             # Back to [ ]: the task, and a parent dispatched as a unit.
             for task in (item, *item.ancestors()):
-                if self.running.pop(id(task), None) is not None:
+                if self.running.pop(task, None) is not None:
                     self._mark(task, " ")
             return
-        self.running.pop(id(item), None)
+        self.running.pop(item, None)
         self._mark(item, "x")
         # A parent whose required subtasks are all done is done too (Kiro's convention).
-        from seqrun.runner import runstate
-
-        passed = {id(item)} | {k for k, v in runstate(session.config).outcomes.items() if v is Outcome.PASSED}
+        outcomes = runstate(session.config).outcomes
+        passed = {item} | {task for task, outcome in outcomes.items() if outcome is Outcome.PASSED}
         for parent in item.ancestors():
-            if not all(c.done or c.optional or id(c) in passed for c in parent.children):
+            if not all(c.done or c.optional or c in passed for c in parent.children):
                 break
-            self.running.pop(id(parent), None)
+            self.running.pop(parent, None)
             self._mark(parent, "x")
-            passed.add(id(parent))
+            passed.add(parent)
 
     @hookimpl
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:

@@ -90,4 +90,4 @@ def test_config_file_errors_are_one_line(make_spec, run_seqrun, project):
     assert result.returncode == 4 and "[backends.command] argv" in _one_line(result.stderr)
     (project / "seqrun.toml").write_text('delay = "soon"\n')
     result = run_seqrun("--co")
-    assert result.returncode == 4 and "--delay" in _one_line(result.stderr)
+    assert result.returncode == 4 and "seqrun.toml: delay must be a number >= 0, got 'soon'" in _one_line(result.stderr)

@@ -163,7 +163,7 @@ def test_notify_on_failure_halt_and_finish(make_spec, run_seqrun, project):
     assert failure["SEQRUN_TASK_ID"] == "2" and failure["SEQRUN_SPEC"] == "feature"
     assert failure["SEQRUN_REASON"] == "no TASK_DONE marker in the final message"
     assert failure["SEQRUN_EXIT_STATUS"] == "" and failure["SEQRUN_FAILED"] == "1"
-    assert failure["SEQRUN_NODEID"] == ".kiro/specs/feature::2" and failure["SEQRUN_LOG"].endswith("2.1.log")
+    assert failure["SEQRUN_NODEID"] == ".kiro/specs/feature::2" and failure["SEQRUN_LOG"].endswith("feature/2/1.log")
     assert halt["SEQRUN_TASK_ID"] == "3" and halt["SEQRUN_REASON"] == "agent asked to halt"
     assert finish["SEQRUN_EXIT_STATUS"] == "2"
     assert finish["SEQRUN_REASON"] == "halted by task 3: agent asked to halt"

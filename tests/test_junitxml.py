@@ -21,8 +21,8 @@ from junitparser import Error, Failure, JUnitXml, Skipped
 
 from seqrun.config import Config, new_pluginmanager
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Outcome, TaskReport, Usage
-from seqrun.reports.junitxml import LogXML, failure_type, read_tail, skip_type, xml_safe
+from seqrun.outcome import Attempt, Kind, Outcome, TaskReport, Usage, Verdict
+from seqrun.reports.junitxml import LogXML, read_tail, xml_safe
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
 RUN = ("--backend", "command", "--no-tmux", "--delay", "0", "--reruns", "0")
@@ -203,7 +203,7 @@ def test_config_file_key_and_bad_family(make_spec, project, run_seqrun):
     use_agent(project, {}, toml_top='junit_xml = "x.xml"\njunit_family = "xunit3"')
     result = run_seqrun(*RUN)
     assert result.returncode == 4
-    assert "--junit-family" in result.stderr
+    assert "seqrun.toml: junit_family must be one of xunit2, xunit1, got 'xunit3'" in result.stderr
 
 
 def test_suite_name_option_names_the_root(make_spec, project, run_seqrun):
@@ -231,7 +231,7 @@ def test_non_zero_exit_is_an_error_type_failure(make_spec, project, run_seqrun):
     (suite,) = list(JUnitXml.fromfile(str(project / "junit.xml")))
     (case,) = list(suite)
     (failure,) = case.result
-    assert failure.type == "error" and failure.message == "exit status 3"
+    assert failure.type == "agent-error" and failure.message == "exit status 3"
 
 
 def test_unwritable_path_is_a_usage_error_before_anything_runs(make_spec, project, run_seqrun):
@@ -266,7 +266,8 @@ def test_sigterm_mid_task_still_writes_the_report(make_spec, project):
     (suite,) = list(JUnitXml.fromfile(str(project / "junit.xml")))
     (case,) = list(suite)  # task 2 never started: not in the report
     (failure,) = case.result
-    assert failure.type == "interrupted" and failure.message == "interrupted (SIGTERM)"
+    assert failure.type == "interrupted"
+    assert failure.message == "interrupted (SIGTERM) while the agent ran; agent and its processes ended"
     assert "working on 1" in case.system_out
 
 
@@ -293,17 +294,28 @@ def report(task_id: str, outcome: Outcome, **kw: object) -> TaskReport:
     return TaskReport(nodeid=f"feat::{task_id}", task_id=task_id, title=f"Task {task_id}", outcome=outcome, **kw)
 
 
+def attempts(task_id: str, *verdicts: Verdict, log: str | None = None) -> tuple[Attempt, ...]:
+    """This run's attempts of a task, one per verdict."""
+    return tuple(Attempt(nodeid=f"feat::{task_id}", task_id=task_id, number=n, run_id="run-1",
+                         started_at=1000.0 + n, ended_at=1001.0 + n, backend="codex", verdict=v,
+                         log_path=log) for n, v in enumerate(verdicts, 1))
+
+
 def test_unit_dispatch_figures_counted_once_and_tokens_in_properties(tmp_path, schema):
     log = tmp_path / "unit.log"
     log.write_bytes(b"agent output\n")
     usage = Usage(input_tokens=1000, output_tokens=200, cost_usd=0.25)
     plugin = LogXML(make_config(tmp_path), tmp_path / "j.xml", "xunit2", "seqrun")
     # Two subtasks of one --dispatch unit run: same log, attempts, usage.
+    unit_attempts = attempts("0", Verdict(Outcome.FAILED, "no marker", kind=Kind.NO_MARKER),
+                             Verdict(Outcome.PASSED), log=str(log))
     for task_id in ("1", "2"):
         plugin.seqrun_runtest_logreport(report=report(
-            task_id, Outcome.PASSED, attempts=2, backend="codex", model="gpt-x", log_path=str(log),
-            usage=usage, rate_limit_waits=1, rate_limit_wait_seconds=90.0, duration=1.5))
-    plugin.seqrun_runtest_logreport(report=report("3", Outcome.FAILED, reason="timeout: no verdict after 2h00m"))
+            task_id, Outcome.PASSED, attempts=unit_attempts, attempt_number=2, backend="codex",
+            model="gpt-x", log_path=str(log), usage=usage, rate_limit_waits=1, rate_limit_wait_seconds=90.0,
+            duration=1.5, dispatch_id="run-1:feat::0"))
+    plugin.seqrun_runtest_logreport(report=report("3", Outcome.FAILED, reason="timeout: no verdict after 2h00m",
+                                                  kind=Kind.TIMEOUT))
     data = plugin.to_bytes(FakeSession([make_spec_obj(tmp_path)]))
     (tmp_path / "j.xml").write_bytes(data)
     schema.validate(str(tmp_path / "j.xml"))
@@ -314,22 +326,10 @@ def test_unit_dispatch_figures_counted_once_and_tokens_in_properties(tmp_path, s
                      "rate_limit_wait_seconds": "90.0"}
     cases = cases_by_id(suite)
     out = cases["1"].system_out
-    assert "attempts: 2" in out and "tokens: input 1000, output 200" in out
+    assert "attempts: 2 in this run, 2 in all" in out and "tokens: input 1000, output 200" in out
     assert "rate_limit_waits: 1 (90.0s)" in out and "agent output" in out
     assert cases["3"].result[0].type == "timeout"
     assert cases["1"].time == 1.5
-
-
-def test_output_tail_used_when_there_is_no_log(tmp_path):
-    plugin = LogXML(make_config(tmp_path), tmp_path / "j.xml", "xunit2", "seqrun")
-    plugin.seqrun_runtest_logreport(report=report(
-        "1", Outcome.FAILED, reason="exit status 1", attempts=1, output_tail="line a\nline b\x00\udcff\n",
-        log_path=str(tmp_path / "missing.log")))
-    (tmp_path / "j.xml").write_bytes(plugin.to_bytes(FakeSession([make_spec_obj(tmp_path)])))
-    (suite,) = list(JUnitXml.fromfile(str(tmp_path / "j.xml")))
-    (case,) = list(suite)
-    assert "line a\nline b" in case.system_out
-    assert "\x00" not in case.system_out
 
 
 def test_report_for_an_unknown_spec_still_lands_in_a_suite(tmp_path, schema):
@@ -341,32 +341,27 @@ def test_report_for_an_unknown_spec_still_lands_in_a_suite(tmp_path, schema):
     assert suite.name == "elsewhere" and [c.name for c in suite] == ["9 Orphan"]
 
 
-@pytest.mark.parametrize("reason, expected", [
-    ("no TASK_DONE marker in the final message", "no-marker"),
-    ("the final message does not end with a marker", "no-marker"),
-    ("no final message from the agent", "no-marker"),
-    ("timeout: no verdict after 2h00m, agent and its processes ended", "timeout"),
-    ("idle timeout: no output for 10m00s, agent and its processes ended", "timeout"),
-    ("interrupted (SIGTERM)", "interrupted"),
-    ("verification failed: pytest exited 1", "verification"),
-    ("exit status 1", "error"),
-    ("HTTP 500 from the API", "error"),
-    ("quota exceeded: check the plan and billing details", "error"),
+@pytest.mark.parametrize("outcome, kind, element, expected_type", [
+    (Outcome.FAILED, Kind.NO_MARKER, Failure, "no-marker"),
+    (Outcome.FAILED, Kind.IDLE_TIMEOUT, Failure, "idle-timeout"),
+    (Outcome.FAILED, Kind.VERIFICATION_FAILED, Failure, "verification"),
+    (Outcome.FAILED, Kind.QUOTA, Failure, "quota"),
+    (Outcome.ERROR, Kind.TEARDOWN_ERROR, Error, "teardown-error"),
+    (Outcome.INTERRUPTED, Kind.INTERRUPTED, Error, "interrupted"),
+    (Outcome.SKIPPED, Kind.ALREADY_DONE, Skipped, "already-done"),
+    (Outcome.SKIPPED, Kind.NOT_REACHED, Skipped, "not-reached"),
 ])
-def test_failure_type_from_reason(reason, expected):
-    assert failure_type(reason) == expected
-
-
-@pytest.mark.parametrize("reason, expected", [
-    ("optional task (use --include-optional to run it)", "optional"),
-    ("already done ([x] in tasks.md)", "already-done"),
-    ("already done in an earlier run (SEQUENTIAL_STATE.json)", "already-done"),
-    ("dependency 2 failed", "dependency"),
-    ("not reached: stopping after 1 failure(s)", "not-reached"),
-    ("skipped by a plugin", "skip"),
-])
-def test_skip_type_from_reason(reason, expected):
-    assert skip_type(reason) == expected
+def test_result_type_is_the_reports_kind_whatever_its_reason_says(tmp_path, schema, outcome, kind, element,
+                                                                  expected_type):
+    # The reason says something else on purpose: only the kind may decide the type.
+    plugin = LogXML(make_config(tmp_path), tmp_path / "j.xml", "xunit2", "seqrun")
+    plugin.seqrun_runtest_logreport(report=report("1", outcome, kind=kind, reason="timeout: already done"))
+    (tmp_path / "j.xml").write_bytes(plugin.to_bytes(FakeSession([make_spec_obj(tmp_path)])))
+    schema.validate(str(tmp_path / "j.xml"))
+    (suite,) = list(JUnitXml.fromfile(str(tmp_path / "j.xml")))
+    (case,) = list(suite)
+    (result,) = case.result
+    assert isinstance(result, element) and result.type == expected_type
 
 
 def test_xml_safe_removes_what_xml_forbids():

@@ -34,11 +34,14 @@ EXPECTED_FIELDS = {
     "SessionStart": {"seqrun_version", "argv", "cwd", "started_at"},
     "CollectReport": {"specs", "items", "nodeids", "deselected"},
     "TaskStart": {"nodeid", "task_id", "title"},
-    "Attempt": {"nodeid", "attempt", "backend", "log_path"},
+    "AttemptStart": {"nodeid", "attempt", "backend", "log_path"},
+    "AttemptReport": {"nodeid", "task_id", "attempt", "run_id", "started_at", "ended_at", "duration",
+                      "backend", "model", "outcome", "kind", "reason", "session_id", "usage",
+                      "final_message", "checks", "members", "log_path", "prompt_path"},
     "RateLimitWait": {"nodeid", "seconds", "reset_at", "reason"},
-    "TaskReport": {"nodeid", "task_id", "title", "outcome", "reason", "duration", "attempts",
-                   "rate_limit_waits", "rate_limit_wait_seconds", "backend", "model", "log_path",
-                   "usage", "final_message", "output_tail", "longrepr", "sections"},
+    "TaskReport": {"nodeid", "task_id", "title", "outcome", "reason", "kind", "when", "duration",
+                   "attempts", "attempt_number", "rate_limit_waits", "rate_limit_wait_seconds", "backend",
+                   "model", "log_path", "usage", "final_message", "longrepr", "sections", "dispatch_id"},
     "SessionFinish": {"exitstatus", "counts", "deselected", "duration", "finished_at"},
 }
 
@@ -56,7 +59,7 @@ def read_events(path: Path) -> list[dict]:
 
 def check_fields(event: dict) -> None:
     kind = event["$report_type"]
-    assert event["schema"] == "1"
+    assert event["schema"] == "2"
     assert isinstance(event["time"], float)
     assert set(event) == {"$report_type", "schema", "time"} | EXPECTED_FIELDS[kind], kind
 
@@ -68,7 +71,7 @@ def test_schema_constant_matches_hand_written_fields_and_docstring():
         assert f"``{kind}``" in doc
         for name in fields:
             assert f"``{name}``" in doc, name
-    assert '``"1"``' in doc
+    assert '``"2"``' in doc
 
 
 def test_run_writes_events_in_order_with_every_field(make_spec, project, run_seqrun):
@@ -81,8 +84,8 @@ def test_run_writes_events_in_order_with_every_field(make_spec, project, run_seq
         check_fields(event)
     kinds = [e["$report_type"] for e in events]
     assert kinds == ["SessionStart", "CollectReport",
-                     "TaskStart", "Attempt", "TaskReport",
-                     "TaskStart", "Attempt", "TaskReport",
+                     "TaskStart", "AttemptStart", "AttemptReport", "TaskReport",
+                     "TaskStart", "AttemptStart", "AttemptReport", "TaskReport",
                      "TaskReport",  # 3: not reached after -x
                      "SessionFinish"]
     start, collect = events[0], events[1]
@@ -92,14 +95,19 @@ def test_run_writes_events_in_order_with_every_field(make_spec, project, run_seq
     assert collect["nodeids"] == [".kiro/specs/feat::1", ".kiro/specs/feat::2", ".kiro/specs/feat::3"]
     assert collect["specs"] == [{"name": "feat", "nodeid": ".kiro/specs/feat",
                                  "tasks_file": str(project / ".kiro/specs/feat/tasks.md"), "collected": 4}]
-    attempt = events[6]
+    attempt = events[7]
     assert attempt["nodeid"] == ".kiro/specs/feat::2" and attempt["attempt"] == 1
-    assert attempt["backend"] == "command" and attempt["log_path"].endswith("2.1.log")
+    assert attempt["backend"] == "command" and attempt["log_path"].endswith("feat/2/1.log")
+    ended = events[8]
+    assert (ended["attempt"], ended["outcome"], ended["kind"]) == (1, "failed", "no-marker")
+    assert ended["reason"] == "no TASK_DONE marker in the final message"
+    assert ended["final_message"] == "I could not finish it." and ended["members"] == ["2"]
     reports = [e for e in events if e["$report_type"] == "TaskReport"]
     assert [(r["task_id"], r["outcome"]) for r in reports] == [("1", "passed"), ("2", "failed"), ("3", "skipped")]
     assert reports[1]["reason"] == "no TASK_DONE marker in the final message"
     assert reports[1]["final_message"] == "I could not finish it."
-    assert reports[1]["attempts"] == 1 and reports[1]["sections"] == []
+    assert reports[1]["attempts"] == [1] and reports[1]["sections"] == []
+    assert reports[1]["kind"] == "no-marker" and reports[2]["kind"] == "not-reached"
     assert reports[2]["reason"].startswith("not reached")
     finish = events[-1]
     assert finish["exitstatus"] == 1
@@ -116,7 +124,8 @@ def test_each_event_is_on_disk_as_it_happens(make_spec, project, run_seqrun):
     assert run_seqrun(*RUN, "--report-log", "events.jsonl").returncode == 0
     seen = read_events(project / "seen-by-2.jsonl")
     assert [e["$report_type"] for e in seen] == [
-        "SessionStart", "CollectReport", "TaskStart", "Attempt", "TaskReport", "TaskStart", "Attempt"]
+        "SessionStart", "CollectReport", "TaskStart", "AttemptStart", "AttemptReport", "TaskReport",
+        "TaskStart", "AttemptStart"]
 
 
 def test_halt_and_exit_status(make_spec, project, run_seqrun):
@@ -166,7 +175,7 @@ def test_rate_limit_wait_and_report_fields(tmp_path):
         "feat::1", 90.0, 1_800_000_000.0, "429 slow down")
 
     plugin.seqrun_runtest_logreport(report=TaskReport(
-        nodeid="feat::1", task_id="1", title="One", outcome=Outcome.PASSED, attempts=2,
+        nodeid="feat::1", task_id="1", title="One", outcome=Outcome.PASSED, attempt_number=2,
         usage=Usage(input_tokens=10, output_tokens=5, cost_usd=0.5),
         final_message="bad surrogate \udcff and NUL \x00 <promise>TASK_DONE</promise>",
         sections=[("verification", "ok")]))
@@ -176,7 +185,7 @@ def test_rate_limit_wait_and_report_fields(tmp_path):
     check_fields(event)
     assert event["usage"] == {"input_tokens": 10, "output_tokens": 5, "cached_tokens": None,
                               "reasoning_tokens": None, "cost_usd": 0.5}
-    assert event["outcome"] == "passed" and event["attempts"] == 2
+    assert event["outcome"] == "passed" and event["attempt_number"] == 2 and event["attempts"] == []
     assert event["final_message"] == "bad surrogate ? and NUL \x00 <promise>TASK_DONE</promise>"
     assert event["sections"] == [["verification", "ok"]]
     plugin.close()

@@ -285,7 +285,7 @@ def test_signal_stops_the_run_and_ends_the_agent(sig, make_spec, project):
     assert time.monotonic() - sent < 10
     assert not [p for p in _read_pids(project) if _pid_alive(p)]
     tasks = state_of(project)["tasks"]
-    assert tasks["1"]["status"] == "failed" and "interrupted" in tasks["1"]["last_error"]
+    assert tasks["1"]["status"] == "interrupted" and "interrupted" in tasks["1"]["last_error"]
     assert "2" not in tasks or tasks["2"]["status"] == "skipped"
 
 

@@ -29,11 +29,12 @@ PROGRESS = SPECS / "SEQUENTIAL_PROGRESS.md"
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 THREE = "- [ ] 1. First\n- [ ] 2. Second\n- [ ] 3. Third\n"
 NO_MARKER = "no TASK_DONE marker in the final message"
+RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
 
 AGENT = r'''
 import json, os, sys, time
 prompt_file, task = sys.argv[1], sys.argv[2]
-spec = os.path.basename(os.path.dirname(prompt_file))  # .seqrun/logs/<spec>/<id>.<n>.prompt.md
+spec = os.path.basename(os.path.dirname(os.path.dirname(prompt_file)))  # .seqrun/logs/<spec>/<id>/<n>.prompt.md
 here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(here, "calls.log"), "a") as f:
     f.write(f"{spec}:{task}\n")
@@ -90,6 +91,9 @@ def scrub(value: Any) -> Any:
             elif key == "duration":
                 assert isinstance(item, float) and 0 <= item < 30, item
                 item = "<duration>"
+            elif key == "run_id":
+                assert isinstance(item, str) and RUN_ID.match(item), item
+                item = "<run>"
             else:
                 item = scrub(item)
             out[key] = item
@@ -105,16 +109,31 @@ def scrub_progress(text: str) -> str:
     return text
 
 
+#: The kind of each status and reason these tests produce.
+KINDS = {("passed", None): "passed", ("failed", NO_MARKER): "no-marker",
+         ("halted", "agent asked to halt"): "halted"}
+
+
 def entry(title: str, status: str, attempts: int = 1, log: str | None = None,
           last_error: str | None = None) -> dict[str, Any]:
-    """A task's record after a dispatch, as seqrun must write it."""
-    return {"status": status, "title": title, "attempts": attempts, "backend": "command",
+    """A task's record after a dispatch, as seqrun must write it: every
+    attempt of this run failed or passed alike, each in the history."""
+    kind = KINDS[(status, last_error)]
+    assert log is not None
+    history = [attempt_record(log.rsplit("/", 1)[0], n, status, kind, last_error) for n in range(1, attempts + 1)]
+    return {"status": status, "kind": kind, "title": title, "attempts": attempts, "backend": "command",
             "log": log, "updated_at": "<time>", "duration": "<duration>",
-            "last_error": last_error, "rate_limit_waits": 0}
+            "last_error": last_error, "rate_limit_waits": 0, "history": history}
+
+
+def attempt_record(folder: str, n: int, outcome: str, kind: str, reason: str | None) -> dict[str, Any]:
+    return {"attempt": n, "run_id": "<run>", "started_at": "<time>", "duration": "<duration>",
+            "outcome": outcome, "kind": kind, "reason": reason, "backend": "command",
+            "log": f"{folder}/{n}.log", "prompt": f"{folder}/{n}.prompt.md", "session_id": None}
 
 
 def log_of(task: str, attempt: int = 1, spec: str = "feature") -> str:
-    return f".kiro/specs/.seqrun/logs/{spec}/{task}.{attempt}.log"
+    return f".kiro/specs/.seqrun/logs/{spec}/{task}/{attempt}.log"
 
 
 def spec_record(**values: Any) -> dict[str, Any]:
@@ -129,7 +148,7 @@ def whole_file(spec: str, record: dict[str, Any], **others: Any) -> dict[str, An
     """The file: the seed's keys mirroring ``spec``, then version and specs."""
     mirror = {k: record[k] for k in ("completed", "halted", "started_at", "assignments",
                                      "halted_at", "halted_task", "completed_at")}
-    return {"spec": spec, **mirror, "version": 1, "specs": {spec: record, **others}}
+    return {"spec": spec, **mirror, "version": 2, "specs": {spec: record, **others}}
 
 
 TOP_KEYS = ["spec", "completed", "halted", "started_at", "assignments", "halted_at", "halted_task",
@@ -178,8 +197,8 @@ def test_state_after_a_halt_then_resume(make_spec, run_seqrun, project):
     record = spec_record(completed=["1"], halted=True, halted_at="<time>", halted_task="2", tasks={
         "1": entry("First", "passed", log=log_of("1")),
         "2": entry("Second", "halted", log=log_of("2"), last_error="agent asked to halt"),
-        "3": {"status": "skipped", "title": "Third", "attempts": 0, "updated_at": "<time>",
-              "last_error": "not reached: halted by task 2: agent asked to halt"},
+        "3": {"status": "skipped", "kind": "not-reached", "title": "Third", "attempts": 0,
+              "updated_at": "<time>", "last_error": "not reached: halted by task 2: agent asked to halt"},
     })
     assert scrub(load(project)) == whole_file("feature", record)
 
@@ -194,9 +213,14 @@ def test_state_after_a_halt_then_resume(make_spec, run_seqrun, project):
     assert agent_calls(project) == ["feature:1", "feature:2", "feature:2", "feature:3"]
     data = load(project)
     assert data["specs"]["feature"]["started_at"] != "2001-01-01T00:00:00Z"
+    # Task 2's second attempt over its life: the count, the log name and the
+    # history go on from the halted first one.
+    second = entry("Second", "passed", attempts=2, log=log_of("2", 2))
+    second["history"][0] = attempt_record(".kiro/specs/.seqrun/logs/feature/2", 1, "halted", "halted",
+                                          "agent asked to halt")
     record = spec_record(completed=["1", "2", "3"], completed_at="<time>", tasks={
         "1": entry("First", "passed", log=log_of("1")),
-        "2": entry("Second", "passed", log=log_of("2")),
+        "2": second,
         "3": entry("Third", "passed", log=log_of("3")),
     })
     assert scrub(data) == whole_file("feature", record)
@@ -216,7 +240,7 @@ def test_a_not_reached_task_keeps_what_an_earlier_run_recorded(make_spec, run_se
     state = load(project)["specs"]["feature"]
     assert state["failed"] == ["1"]
     assert scrub(state["tasks"]["2"]) == {
-        "status": "skipped", "title": "Second", "attempts": 0, "updated_at": "<time>",
+        "status": "skipped", "kind": "not-reached", "title": "Second", "attempts": 0, "updated_at": "<time>",
         "last_error": "not reached: stopping after 1 failure(s)"}
 
 
@@ -229,7 +253,7 @@ PROGRESS_AFTER_HALT = """\
 - **Status**: passed
 - **Time**: <time> (<d>s, attempt 1)
 - **Message**: <promise>TASK_DONE</promise>
-- **Log**: .kiro/specs/.seqrun/logs/feature/1.1.log
+- **Log**: .kiro/specs/.seqrun/logs/feature/1/1.log
 
 ## Iteration 2
 
@@ -237,7 +261,7 @@ PROGRESS_AFTER_HALT = """\
 - **Status**: halted
 - **Time**: <time> (<d>s, attempt 1)
 - **Message**: agent asked to halt
-- **Log**: .kiro/specs/.seqrun/logs/feature/2.1.log
+- **Log**: .kiro/specs/.seqrun/logs/feature/2/1.log
 
 """
 
@@ -246,17 +270,17 @@ PROGRESS_AFTER_RESUME = PROGRESS_AFTER_HALT + """\
 
 - **Task**: feature::2 Second
 - **Status**: passed
-- **Time**: <time> (<d>s, attempt 1)
+- **Time**: <time> (<d>s, attempt 2)
 - **Message**: <promise>TASK_DONE</promise>
-- **Log**: .kiro/specs/.seqrun/logs/feature/2.1.log
+- **Log**: .kiro/specs/.seqrun/logs/feature/2/2.log
 
 ## Iteration 4
 
 - **Task**: feature::3 Third
-- **Status**: failed
+- **Status**: failed (no-marker)
 - **Time**: <time> (<d>s, attempt 1)
 - **Message**: no TASK_DONE marker in the final message
-- **Log**: .kiro/specs/.seqrun/logs/feature/3.1.log
+- **Log**: .kiro/specs/.seqrun/logs/feature/3/1.log
 
 """
 

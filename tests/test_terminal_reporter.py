@@ -190,8 +190,8 @@ def test_ctrl_c_restores_the_terminal(make_spec, project):
     assert status == 2, out
     assert out.rindex("\x1b[?25h") > out.rindex("\x1b[?25l")
     tail = out[out.rindex("\x1b[?25h"):]
-    assert "FAILED  .kiro/specs/feature::1 First task" in out
-    assert "stopped: interrupted" in tail and re.search(r"=+ 1 failed.* in ", tail)
+    assert "INTERRUPTED .kiro/specs/feature::1 First task" in out
+    assert "stopped: interrupted" in tail and re.search(r"=+ 1 interrupted.* in ", tail)
 
 
 @needs_pty
@@ -244,7 +244,7 @@ def test_default_summary_lists_failures_with_their_log(make_spec, run_seqrun, pr
     assert result.returncode == 1
     (line,) = section(result.stdout, "short task summary info")
     assert line.startswith("FAILED .kiro/specs/feature::2 - HTTP 500: API Error")
-    assert line.endswith("(log: " + str(project / ".kiro/specs/.seqrun/logs/feature/2.1.log") + ")")
+    assert line.endswith("(log: " + str(project / ".kiro/specs/.seqrun/logs/feature/2/1.log") + ")")
     assert result.stdout.splitlines()[-1].strip("= ").startswith("1 failed, 1 passed in ")
     assert f"({CLAUDE_DONE_TOKENS}, $0.02)" in result.stdout.splitlines()[-1]
 
@@ -260,9 +260,9 @@ def test_unit_dispatch_counts_one_runs_tokens_once(make_spec, run_seqrun):
 def test_usage_totals_count_each_agent_run_once():
     shared = Usage(input_tokens=100, output_tokens=20, cost_usd=0.5)
     reports = [
-        TaskReport("s::1.1", "1.1", "a", Outcome.PASSED, log_path="logs/1.1.log", usage=shared),
-        TaskReport("s::1.2", "1.2", "b", Outcome.PASSED, log_path="logs/1.1.log", usage=shared),
-        TaskReport("s::2", "2", "c", Outcome.FAILED, log_path="logs/2.1.log", usage=Usage(output_tokens=5)),
+        TaskReport("s::1.1", "1.1", "a", Outcome.PASSED, dispatch_id="r:s::1", usage=shared),
+        TaskReport("s::1.2", "1.2", "b", Outcome.PASSED, dispatch_id="r:s::1", usage=shared),
+        TaskReport("s::2", "2", "c", Outcome.FAILED, dispatch_id="r:s::2", usage=Usage(output_tokens=5)),
         TaskReport("s::3", "3", "d", Outcome.SKIPPED),
     ]
     assert usage_totals(reports) == (125, 0.5)
@@ -306,7 +306,7 @@ def test_no_github_summary_without_the_variable(make_spec, run_seqrun, project):
 
 def test_github_summary_markdown_cannot_be_injected():
     evil = TaskReport(".kiro/specs/x::1", "1", "a | b <img src=x> [link](http://e) `code`",
-                      Outcome.HALTED, reason="line one\nline two | cell\x1b[31m", attempts=2)
+                      Outcome.HALTED, reason="line one\nline two | cell\x1b[31m", attempt_number=2)
     text = render_summary([evil], 2, specs=["x"], elapsed=75.0, halted=True,
                           stopped="halted by task 1: line one")
     assert text == (
@@ -346,7 +346,7 @@ def test_live_rows_for_a_running_task_and_a_wait(tmp_path):
     assert rows[0].endswith(" [3/7] .kiro/specs/f::1 Add greeting")
     assert rows[1:] == ["  codex · attempt 2 · 1m05s", "  > 90%",
                         "  watch: tmux attach -t sequential-feature"]
-    status.waiting = Waiting(deadline=200.0, reason="rate limited: 429")
+    status.waiting = Waiting(deadline=200.0, reason="rate limited: 429", kind="rate-limit")
     assert [t for t, _ in status.rows(now=110.5)][-1] == "  rate limited: 429 - retry in 1m30s"
     status.running = None
     status.upcoming = (".kiro/specs/f::2", "Next one")

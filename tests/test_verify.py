@@ -248,7 +248,9 @@ def test_one_verification_per_dispatch_unit(make_spec, run_seqrun, project):
     result = run_demo(run_seqrun, "--dispatch", "unit", "--verify",
                       "sh -c 'echo $SEQRUN_TASK_ID >> verified.txt; exit 1'")
     assert result.returncode == 1
-    assert (project / "verified.txt").read_text() == "1\n"
+    # One verification per attempt of the unit (not per subtask): the first
+    # failed, so the unit ran again once (--reruns 1) and was verified again.
+    assert (project / "verified.txt").read_text() == "1\n1\n"
     assert result.stdout.count("verification failed") >= 2  # both subtasks carry it
     assert "[x]" not in (folder / "tasks.md").read_text()
 

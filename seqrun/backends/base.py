@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Union
 
-from seqrun.outcome import Outcome, Usage, Verdict
+from seqrun.outcome import Kind, Outcome, Usage, Verdict
 
 #: Prompts larger than this never go on argv (ARG_MAX is shared with the env).
 MAX_ARGV_PROMPT = 100_000
@@ -86,9 +86,10 @@ def final_message_verdict(message: str | None, usage: Usage | None = None) -> Ve
         return Verdict(Outcome.HALTED, "agent asked to halt", message, usage=usage)
     if any(m in text for m in DONE_MARKERS):
         return Verdict(Outcome.PASSED, "", message, usage=usage)
+    # The run ended cleanly: the agent simply did not say it was done.
     if not text.strip():
-        return Verdict(Outcome.FAILED, "no final message from the agent", message, usage=usage)
-    return Verdict(Outcome.FAILED, "no TASK_DONE marker in the final message", message, usage=usage)
+        return Verdict(Outcome.FAILED, "no final message from the agent", message, usage=usage, kind=Kind.NO_MARKER)
+    return Verdict(Outcome.FAILED, "no TASK_DONE marker in the final message", message, usage=usage, kind=Kind.NO_MARKER)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")

@@ -12,7 +12,8 @@ file is its stdin whatever its size. The stream is one event per line:
   ``resetsAt`` in epoch seconds);
 * ``assistant`` events (``error`` set on the synthetic message of a failed
   call: rate_limit, server_error, authentication_failed…);
-* ``system`` events, ``api_retry`` among them (transient);
+* ``system`` events: ``init`` first (its ``session_id``, which the result
+  repeats), ``api_retry`` among them (transient);
 * ``user`` events: tool results and, with ``--replay-user-messages``, the
   prompt itself. They are never read: they hold echoed markers.
 """
@@ -75,6 +76,8 @@ class ClaudeParser(LineParser):
         if event is None:
             return
         kind = event.get("type")
+        if self.session_id is None and kind in ("system", "result"):
+            self.session_id = as_str(event.get("session_id")) or None  # on system/init and the result
         if kind == "result":
             self.result = {
                 "is_error": event.get("is_error") is True,

@@ -19,7 +19,8 @@ PeterFile/devpilot-agents; no captured transcript was available):
   backend's error event itself is only in the wrapper's log file, so a rate
   limit is recognised only when the error text says so;
 * in ``--parallel`` mode (PeterFile's build) one JSON ExecutionReport line
-  whose ``task_results`` entries hold ``exit_code``, ``message``, ``error``.
+  whose ``task_results`` entries hold ``exit_code``, ``message``, ``error``,
+  ``session_id``.
 
 The message the wrapper extracts for gemini concatenates *every* ``message``
 event, the echoed prompt (with both markers) included. So the verdict here
@@ -48,7 +49,7 @@ from seqrun.backends._support import (
     with_reset,
 )
 from seqrun.backends.base import DONE_MARKERS, HALT_MARKER, AgentCall, Invocation, decode_json_line, final_message_verdict
-from seqrun.outcome import Outcome, Verdict
+from seqrun.outcome import Kind, Outcome, Verdict
 
 _BANNER = re.compile(r"^\[[\w.-]+\]$")
 _BANNER_FIELD = re.compile(r"^\s+(Backend|Command|PID|Log):")
@@ -124,6 +125,7 @@ class CodeagentWrapperParser(LineParser):
 
     def _finish(self, exit_status: int, now: datetime) -> Verdict:
         if self.report is not None:
+            self.session_id = self.session_id or as_str(self.report.get("session_id")) or None
             code = as_int(self.report.get("exit_code")) or 0
             message = clip(as_str(self.report.get("message"))) or None
             error = as_str(self.report.get("error"))
@@ -143,7 +145,7 @@ def trailing_marker_verdict(message: str | None) -> Verdict:
         if text.endswith(marker):
             return replace(final_message_verdict(marker), final_message=message)
     if any(m in text for m in (HALT_MARKER, *DONE_MARKERS)):
-        return Verdict(Outcome.FAILED, "the final message does not end with a marker", message)
+        return Verdict(Outcome.FAILED, "the final message does not end with a marker", message, kind=Kind.NO_MARKER)
     return final_message_verdict(message)
 
 

@@ -3,6 +3,7 @@
 The prompt always travels on stdin (``-`` as the prompt argument), so its size
 never matters. The ``--json`` stream is one event per line:
 
+* ``thread.started``: first, with the session's ``thread_id``;
 * ``item.completed`` with ``item.type == "agent_message"``: an assistant
   message; the last one is the final message;
 * ``turn.completed`` (with ``usage``): the run ended normally;
@@ -13,7 +14,8 @@ never matters. The ``--json`` stream is one event per line:
 
 The human format (no ``--json``) is read as well, in case someone configures
 it: the final message is the last block under a ``codex`` header line; the
-prompt is echoed under a ``user`` header and must not count.
+prompt is echoed under a ``user`` header and must not count. The banner before
+the first header says ``session id: <thread id>``.
 """
 from __future__ import annotations
 
@@ -93,7 +95,9 @@ class CodexParser(LineParser):
 
     def _event(self, event: dict) -> None:
         kind = event["type"]
-        if kind == "item.completed":
+        if kind == "thread.started":
+            self.session_id = self.session_id or as_str(event.get("thread_id")) or None
+        elif kind == "item.completed":
             item = event.get("item")
             if isinstance(item, dict) and item.get("type") == "agent_message":
                 text = item.get("text")
@@ -113,6 +117,10 @@ class CodexParser(LineParser):
 
     def _plain(self, text: str) -> None:
         stripped = text.strip()
+        if self.block is None and self.session_id is None and stripped.startswith("session id:"):
+            # In the banner, before the first header: the prompt echo comes later.
+            self.session_id = stripped.split(":", 1)[1].strip() or None
+            return
         if stripped in _PLAIN_HEADERS:
             self._close_block()
             self.block = stripped

@@ -5,6 +5,7 @@ the ``-p`` text, with ``-p`` holding a short pointer to the prompt file.
 
 ``stream-json`` events, one per line:
 
+* ``init``: first, with the ``session_id``;
 * ``message`` with ``role == "user"``: the ECHOED PROMPT (it holds both
   markers) - never read;
 * ``message`` with ``role == "assistant"``: the reply, in ``delta`` chunks to
@@ -140,10 +141,13 @@ class GeminiParser(LineParser):
                 self.error = clip(as_str(error.get("message")) or as_str(error.get("type")) or "error")
                 self.error_code = as_int(error.get("code"))
             self.usage = _stream_usage(event.get("stats"))
-        # "message" role=user is the echoed prompt; "init" and "error" warnings are skipped.
+        elif kind == "init":
+            self.session_id = self.session_id or as_str(event.get("session_id")) or None
+        # "message" role=user is the echoed prompt; "error" warnings are skipped.
 
     def _json_mode(self, obj: dict) -> None:
         """The single object of ``-o json``: a response, or the stderr error."""
+        self.session_id = self.session_id or as_str(obj.get("session_id")) or None
         error = obj.get("error")
         if isinstance(error, dict):
             self.status = "error"

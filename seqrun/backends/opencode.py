@@ -3,7 +3,8 @@
 A small prompt goes on argv; a large one is replaced by a pointer to the
 prompt file, which is also given as stdin (opencode reads a piped stdin).
 
-``--format json`` events, one per line, each with a ``part``:
+``--format json`` events, one per line, each with the session's ``sessionID``
+(repeated in its ``part``) and a ``part``:
 
 * ``step_start`` … ``step_finish``: one model call. ``step_finish.part.reason``
   is ``tool-calls`` while the agent works and ``stop`` at the end; its
@@ -86,6 +87,8 @@ class OpenCodeParser(LineParser):
     def _event(self, event: dict) -> None:
         kind = event["type"]
         part = event.get("part") if isinstance(event.get("part"), dict) else {}
+        if self.session_id is None:
+            self.session_id = as_str(event.get("sessionID")) or as_str(part.get("sessionID")) or None
         if kind == "step_start":
             self.step_text.clear()
         elif kind == "text":

@@ -11,9 +11,10 @@ import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
-    from seqrun.backends.base import Backend
+    from seqrun.backends.base import AgentCall, Backend, Invocation
     from seqrun.main import Session
     from seqrun.nodes import Task
 
@@ -60,12 +61,17 @@ class BackendRegistry:
         return self._instances[name]
 
 
+registry_key = StashKey[BackendRegistry]()
+checked_key = StashKey[set[str]]()
+"""Backends whose executable was found on PATH in this run."""
+
+
 def registry(config: Config) -> BackendRegistry:
-    reg = config.stash.get("backend_registry")
+    reg = config.stash.get(registry_key, None)
     if reg is None:
         from seqrun.backends import ALIASES
 
-        reg = config.stash["backend_registry"] = BackendRegistry()
+        reg = config.stash[registry_key] = BackendRegistry()
         reg.aliases.update(ALIASES)
         config.hook.seqrun_register_backends(register=reg.register)
     return reg
@@ -89,6 +95,11 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        help="agent CLI: codex, claude, gemini, opencode, kiro, codeagent-wrapper, "
                        "command (argv from [tool.seqrun.backends.command]), demo; default claude")
     group.add_argument("--model", default="", metavar="MODEL", help="model passed to the CLI")
+
+
+@hookimpl(trylast=True)
+def seqrun_backend_invocation(backend: Backend, call: AgentCall) -> Invocation:
+    return backend.invocation(call)
 
 
 @hookimpl
@@ -117,7 +128,7 @@ def backend_for(session: Session, task: Task) -> Backend:
     config = session.config
     name = config.hook.seqrun_assign_backend(task=task, session=session) or config.option.backend
     backend = registry(config).get(name)
-    checked = config.stash.setdefault("checked_backends", set())
+    checked = config.stash.setdefault(checked_key, set())
     if name not in checked:
         check_executable(backend, config)
         checked.add(name)

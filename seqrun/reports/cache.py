@@ -56,7 +56,7 @@ from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.kiro import TASK_FILE_NAMES
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome, TaskReport
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -68,7 +68,9 @@ GITIGNORE = "# written by seqrun: the cache between runs\n*\n"
 CACHEDIR_TAG = ("Signature: 8a477f597d28d172789f06886806bc55\n"
                 "# This file is a cache directory tag created by seqrun.\n"
                 "# For information about cache directory tags, see https://bford.info/cachedir/spec.html\n")
-FAILED_OUTCOMES = (Outcome.FAILED, Outcome.HALTED)
+#: What ``--lf`` runs again. An interrupted task is not among them: it was
+#: never judged, and runs again anyway; its earlier entry is left as it was.
+FAILED_OUTCOMES = (Outcome.FAILED, Outcome.ERROR, Outcome.HALTED)
 
 
 def specs_root(spec: Spec) -> Path:
@@ -150,7 +152,7 @@ class Cache:
         atomic_write(self.folder / name, text.encode("utf-8", errors="replace"))
 
     def _ensure_folder(self) -> None:
-        from seqrun.runner import seqrun_dir
+        from seqrun.paths import seqrun_dir
 
         seqrun_dir(self.root)  # .seqrun/ with its own .gitignore
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -262,7 +264,7 @@ class CachePlugin:
 
     @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
-        spec = self.specs.get(_spec_nodeid(report))
+        spec = self.specs.get(report.spec_nodeid)
         if spec is None:
             return
         cache = self.cache_for(spec)
@@ -270,7 +272,7 @@ class CachePlugin:
         failed = report.outcome in FAILED_OUTCOMES
         if failed:
             cache.lastfailed[key] = True
-        elif report.passed or (report.skipped and report.reason.startswith("already")):
+        elif report.passed or report.kind is Kind.ALREADY_DONE:
             cache.lastfailed.pop(key, None)
         if not self.stepwise:
             return
@@ -294,13 +296,6 @@ class CachePlugin:
             return
         for cache in self.caches.values():
             cache.save(with_stepwise=self.stepwise)
-
-
-def _spec_nodeid(report: TaskReport) -> str:
-    suffix = f"::{report.task_id}"
-    if report.nodeid.endswith(suffix):
-        return report.nodeid[: -len(suffix)]
-    return report.nodeid.rsplit("::", 1)[0]
 
 
 # -- --cache-show ---------------------------------------------------------------------

@@ -131,13 +131,13 @@ def render_summary(reports: list[TaskReport], exitstatus: int, *, specs: Iterabl
         out.append("\n| outcome | tasks |\n| --- | ---: |\n")
         out.extend(f"| {name} | {n} |\n" for name, n in counts.items())
 
-    problems = [r for r in reports if r.outcome in (Outcome.FAILED, Outcome.HALTED)]
+    problems = [r for r in reports if r.failed or r.outcome is Outcome.HALTED]
     if problems:
         out.append("\n### Failed and halted tasks\n\n"
                    "| task | title | outcome | attempts | reason | log |\n"
                    "| --- | --- | --- | ---: | --- | --- |\n")
         for r in problems[:MAX_ROWS]:
-            out.append(f"| {md(r.nodeid)} | {md(r.title, 80)} | {r.outcome.value} | {r.attempts} "
+            out.append(f"| {md(r.nodeid)} | {md(r.title, 80)} | {r.outcome.value} | {r.attempt_number} "
                        f"| {md(r.reason or 'no reason given', MAX_REASON)} | {md(r.log_path or '')} |\n")
         if len(problems) > MAX_ROWS:
             out.append(f"\n… and {len(problems) - MAX_ROWS} more.\n")

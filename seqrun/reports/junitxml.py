@@ -29,23 +29,32 @@ run's attempts and usage, which are counted a single time per log file.
 
 Outcomes:
 
-* passed: no child element;
-* failed: ``<failure type=... message=reason>``, the type read from the reason
-  text: ``interrupted`` (starts with "interrupted"), ``timeout`` (starts with
-  "timeout" or "idle timeout"), ``verification`` (starts with "verification" or
-  "verify": a ``seqrun_verify_task`` plugin should word its reasons so),
-  ``no-marker`` (mentions a marker, or "no final message"), ``rate-limited``
-  (a report left rate-limited), and ``error`` for everything else (non-zero
-  exit, HTTP errors, quota);
+* passed: no child element, or — when earlier attempts of this run failed —
+  one ``<flakyFailure type=kind message=reason>`` per failed attempt, with a
+  ``<stackTrace>`` (the reason, the final message) and a ``<system-out>``
+  (the tail of that attempt's own log), as Maven Surefire and
+  pytest-rerunfailures write a test that passed on a rerun;
+* failed: ``<failure type=kind message=reason>``, and one ``<rerunFailure>``
+  per earlier failed attempt of this run; the type is the report's
+  :class:`~seqrun.outcome.Kind` (``no-marker``, ``agent-error``, ``quota``,
+  ``timeout``, ``idle-timeout``, ``verification``, ``killed``,
+  ``backend-error``), never read from the reason text;
+* error (a plugin's setup or teardown raised, or the agent could not be
+  started): ``<error type="setup-error|teardown-error|call-error">``;
+* interrupted (Ctrl-C or a signal during the agent run): ``<error type="interrupted">``;
 * halted: ``<error type="halt" message=reason>``;
 * skipped: ``<skipped type=... message=reason>``, the type one of ``optional``,
   ``already-done``, ``dependency``, ``not-reached`` or ``skip``.
+
+Jenkins shows ``flakyFailure``/``rerunFailure``; GitLab and the GitHub report
+actions ignore them (they show the test's final result), which is why every
+attempt is also listed in ``<system-out>``.
 
 ``<system-out>`` of a task that ran starts with ``key: value`` lines
 (``task``, ``outcome``, ``reason``, ``backend``, ``model``, ``attempts``,
 ``rate_limit_waits``, ``tokens``, ``cost_usd``, ``log``) and ends with the
 last :data:`TAIL_LINES` lines (at most :data:`TAIL_BYTES` bytes) of the
-agent's log, or ``TaskReport.output_tail`` when there is no log file.
+agent's log.
 
 ``--junit-family xunit1`` adds ``file`` (the tasks file, relative to the
 folder seqrun was started in) and ``line`` to each ``<testcase>``: GitLab's
@@ -76,7 +85,7 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Outcome, TaskReport, Usage
+from seqrun.outcome import Attempt, Outcome, TaskReport, Usage
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -106,34 +115,6 @@ def xml_safe(text: str) -> str:
     return _ILLEGAL_XML.sub("", text)
 
 
-def failure_type(reason: str) -> str:
-    """The ``type`` of a ``<failure>``, from the failure's reason text."""
-    lowered = reason.strip().lower()
-    if lowered.startswith("interrupted"):
-        return "interrupted"
-    if lowered.startswith(("timeout", "idle timeout")):
-        return "timeout"
-    if lowered.startswith(("verification", "verify")):
-        return "verification"
-    if "marker" in lowered or "no final message" in lowered:
-        return "no-marker"
-    return "error"
-
-
-def skip_type(reason: str) -> str:
-    """The ``type`` of a ``<skipped>``, from the skip reason."""
-    lowered = reason.strip().lower()
-    if lowered.startswith("optional"):
-        return "optional"
-    if lowered.startswith("already"):
-        return "already-done"
-    if lowered.startswith("dependency"):
-        return "dependency"
-    if lowered.startswith("not reached"):
-        return "not-reached"
-    return "skip"
-
-
 def read_tail(path: str | os.PathLike[str], max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str | None:
     """The last lines of a log file as text, or None when it cannot be read.
 
@@ -155,12 +136,6 @@ def read_tail(path: str | os.PathLike[str], max_lines: int = TAIL_LINES, max_byt
     if lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines[-max_lines:])
-
-
-def _tail_of_text(text: str, max_lines: int = TAIL_LINES, max_bytes: int = TAIL_BYTES) -> str:
-    lines = text.replace("\r\n", "\n").split("\n")[-max_lines:]
-    out = "\n".join(lines)
-    return out[-max_bytes:]
 
 
 def _fmt_time(seconds: float) -> str:
@@ -187,14 +162,14 @@ class _Suite:
 
 def _dispatches(reports: list[TaskReport]) -> list[TaskReport]:
     """One report per agent run: subtasks of one ``--dispatch unit`` run share
-    its log file, attempts and usage, which must be added up once."""
+    its attempts and usage, which must be added up once."""
     seen: set[str] = set()
     unique = []
     for report in reports:
-        if report.log_path:
-            if report.log_path in seen:
+        if report.dispatch_id:
+            if report.dispatch_id in seen:
                 continue
-            seen.add(report.log_path)
+            seen.add(report.dispatch_id)
         unique.append(report)
     return unique
 
@@ -230,7 +205,7 @@ class LogXML:
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
         # A task reported twice keeps its first place and its last result.
         self.reports[report.nodeid] = report
-        self.suite_finished[_spec_nodeid(report)] = time.time()
+        self.suite_finished[report.spec_nodeid] = time.time()
 
     # -- writing --------------------------------------------------------------------
 
@@ -260,7 +235,7 @@ class LogXML:
         specs = {spec.nodeid: spec for spec in (session.specs if session else [])}
         suites: dict[str, _Suite] = {}
         for report in self.reports.values():
-            key = _spec_nodeid(report)
+            key = report.spec_nodeid
             suite = suites.get(key)
             if suite is None:
                 spec = specs.get(key)
@@ -302,7 +277,7 @@ class LogXML:
         by_id = suite.spec.by_id() if suite.spec else {}
         for report in suite.reports:
             counts["tests"] += 1
-            if report.outcome is Outcome.HALTED:
+            if report.outcome in (Outcome.HALTED, Outcome.ERROR, Outcome.INTERRUPTED):
                 counts["errors"] += 1
             elif report.outcome is Outcome.SKIPPED:
                 counts["skipped"] += 1
@@ -323,7 +298,7 @@ class LogXML:
 
     def _properties(self, suite: _Suite) -> ET.Element:
         import xml.etree.ElementTree as ET  # only when a report is written: startup time
-        runs = _dispatches([r for r in suite.reports if r.attempts or r.backend])
+        runs = _dispatches([r for r in suite.reports if r.dispatched])
         backends = sorted({r.backend for r in runs if r.backend})
         model = self.config.getoption("model") or next((r.model for r in runs if r.model), None)
         usage = Usage()
@@ -335,7 +310,7 @@ class LogXML:
         ]
         if model:
             props.append(("model", model))
-        props.append(("attempts", str(sum(r.attempts for r in runs))))
+        props.append(("attempts", str(sum(len(r.attempts) for r in runs))))
         if usage.input_tokens is not None:
             props.append(("input_tokens", str(usage.input_tokens)))
         if usage.output_tokens is not None:
@@ -360,19 +335,41 @@ class LogXML:
                 node.set("line", str(task.line))
         message = xml_safe(report.reason)[:MESSAGE_CHARS]
         if report.outcome is Outcome.SKIPPED:
-            ET.SubElement(node, "skipped", type=skip_type(report.reason), message=message)
+            ET.SubElement(node, "skipped", type=report.kind.value, message=message)
             return node
         if report.outcome is Outcome.HALTED:
             child = ET.SubElement(node, "error", type="halt", message=message)
             child.text = xml_safe(self._details(report))
-        elif report.outcome is Outcome.RATE_LIMITED:
-            child = ET.SubElement(node, "failure", type="rate-limited", message=message)
+        elif report.outcome in (Outcome.ERROR, Outcome.INTERRUPTED):
+            child = ET.SubElement(node, "error", type=report.kind.value, message=message)
             child.text = xml_safe(self._details(report))
-        elif report.outcome is Outcome.FAILED:
-            child = ET.SubElement(node, "failure", type=failure_type(report.reason), message=message)
+        elif report.outcome is not Outcome.PASSED:
+            child = ET.SubElement(node, "failure", type=report.kind.value, message=message)
             child.text = xml_safe(self._details(report))
+        earlier = "flakyFailure" if report.outcome is Outcome.PASSED else "rerunFailure"
+        for attempt in report.failed_attempts:
+            node.append(self._attempt_node(earlier, attempt))
         out = ET.SubElement(node, "system-out")
         out.text = xml_safe(self._system_out(report))
+        return node
+
+    @staticmethod
+    def _attempt_node(tag: str, attempt: Attempt) -> ET.Element:
+        """A failed attempt before the last one, as Surefire's rerun elements."""
+        import xml.etree.ElementTree as ET  # only when a report is written: startup time
+        node = ET.Element(tag, type=attempt.kind.value,
+                          message=xml_safe(f"attempt {attempt.number}: {attempt.reason}")[:MESSAGE_CHARS])
+        trace = [f"attempt {attempt.number} ({attempt.kind.value}, {attempt.duration:.1f}s): {attempt.reason}"]
+        if attempt.verdict.longrepr:
+            trace.append(attempt.verdict.longrepr)
+        if attempt.final_message_tail:
+            trace.append(f"----- final message -----\n{attempt.final_message_tail}")
+        if attempt.log_path:
+            trace.append(f"log: {attempt.log_path}")
+        ET.SubElement(node, "stackTrace").text = xml_safe("\n".join(trace))
+        tail = read_tail(attempt.log_path) if attempt.log_path else None
+        if tail:
+            ET.SubElement(node, "system-out").text = xml_safe(tail)
         return node
 
     @staticmethod
@@ -393,14 +390,17 @@ class LogXML:
 
     @staticmethod
     def _system_out(report: TaskReport) -> str:
-        lines = [f"task: {report.nodeid}", f"outcome: {report.outcome.value}"]
+        lines = [f"task: {report.nodeid}", f"outcome: {report.outcome.value} ({report.kind.value})"]
         if report.reason:
             lines.append(f"reason: {report.reason}")
         if report.backend:
             lines.append(f"backend: {report.backend}")
         if report.model:
             lines.append(f"model: {report.model}")
-        lines.append(f"attempts: {report.attempts}")
+        lines.append(f"attempts: {len(report.attempts)} in this run, {report.attempt_number} in all")
+        for attempt in report.attempts:
+            lines.append(f"attempt {attempt.number}: {attempt.outcome.value} ({attempt.kind.value}, "
+                         f"{attempt.duration:.1f}s) {attempt.reason}".rstrip())
         if report.rate_limit_waits:
             lines.append(f"rate_limit_waits: {report.rate_limit_waits} "
                          f"({report.rate_limit_wait_seconds:.1f}s)")
@@ -413,19 +413,10 @@ class LogXML:
         tail = read_tail(report.log_path) if report.log_path else None
         if report.log_path:
             lines.append(f"log: {report.log_path}")
-        if tail is None and report.output_tail:
-            tail = _tail_of_text(report.output_tail)
         if tail:
             lines.append(f"----- agent output (last {TAIL_LINES} lines at most) -----")
             lines.append(tail)
         return "\n".join(lines) + "\n"
-
-
-def _spec_nodeid(report: TaskReport) -> str:
-    suffix = f"::{report.task_id}"
-    if report.nodeid.endswith(suffix):
-        return report.nodeid[: -len(suffix)]
-    return report.nodeid.rsplit("::", 1)[0]
 
 
 def _relative(path: Path, base: Path) -> str:

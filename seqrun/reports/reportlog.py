@@ -12,7 +12,8 @@ Every object has these keys:
 ``$report_type``
     The event name, below.
 ``schema``
-    The version of this format: ``"1"``.
+    The version of this format: ``"2"`` (version 1 had one ``Attempt`` event
+    per agent start and ``attempts`` as a count).
 ``time``
     When the event happened, in seconds since the Unix epoch (float).
 
@@ -28,20 +29,35 @@ fields, and the tests check both agree):
     in run order), ``deselected`` (number of tasks removed by selection).
 ``TaskStart`` (before each dispatch unit, skipped ones included)
     ``nodeid``, ``task_id``, ``title``.
-``Attempt`` (each agent process: reruns and rate-limit retries too)
-    ``nodeid``, ``attempt`` (1-based), ``backend``, ``log_path``.
+``AttemptStart`` (each agent process: reruns and rate-limit retries too)
+    ``nodeid``, ``attempt`` (numbered over the task's life, across runs),
+    ``backend``, ``log_path``.
+``AttemptReport`` (each agent process, when it ended)
+    ``nodeid``, ``task_id``, ``attempt``, ``run_id``, ``started_at`` and
+    ``ended_at`` (epoch seconds), ``duration``, ``backend``, ``model``,
+    ``outcome`` (``passed``, ``failed``, ``halted``, ``rate_limited``,
+    ``interrupted``), ``kind`` (:class:`seqrun.outcome.Kind`: ``no-marker``,
+    ``agent-error``, ``timeout``, ``verification``…), ``reason``,
+    ``session_id`` (the CLI's own session, or null), ``usage``,
+    ``final_message`` (its last 2,000 characters), ``checks`` (the
+    verification commands: ``{"command", "exit_status", "passed",
+    "output_tail", "duration"}``), ``members`` (the task ids the run
+    covered), ``log_path``, ``prompt_path``.
 ``RateLimitWait`` (the run sleeps until a rate limit resets)
     ``nodeid``, ``seconds``, ``reset_at`` (epoch seconds the CLI gave, or
     null), ``reason``.
 ``TaskReport`` (the result of each task)
     every field of :class:`seqrun.outcome.TaskReport`: ``nodeid``,
-    ``task_id``, ``title``, ``outcome`` (``passed``, ``failed``, ``halted``,
-    ``skipped``, ``rate_limited``), ``reason``, ``duration``, ``attempts``,
-    ``rate_limit_waits``, ``rate_limit_wait_seconds``, ``backend``, ``model``,
-    ``log_path``, ``usage`` (``{"input_tokens", "output_tokens",
-    "cached_tokens", "reasoning_tokens", "cost_usd"}`` or null),
-    ``final_message``, ``output_tail``, ``longrepr``, ``sections`` (a list of
-    ``[title, text]`` pairs).
+    ``task_id``, ``title``, ``outcome`` (``passed``, ``failed``, ``error``,
+    ``halted``, ``interrupted``, ``skipped``), ``reason``, ``kind``,
+    ``when`` (``setup``, ``call`` or ``teardown``: where it was decided),
+    ``duration``, ``attempts`` (the numbers of this run's attempts),
+    ``attempt_number`` (the last one), ``rate_limit_waits``,
+    ``rate_limit_wait_seconds``, ``backend``, ``model``, ``log_path``,
+    ``usage`` (``{"input_tokens", "output_tokens", "cached_tokens",
+    "reasoning_tokens", "cost_usd"}`` or null), ``final_message``,
+    ``longrepr``, ``sections`` (a list of ``[title, text]`` pairs),
+    ``dispatch_id`` (shared by the tasks of one ``--dispatch unit`` run).
 ``SessionFinish`` (once)
     ``exitstatus`` (the process exit code), ``counts`` (outcome → number of
     task reports), ``deselected``, ``duration`` (seconds), ``finished_at``
@@ -63,12 +79,12 @@ import seqrun
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
 
 if TYPE_CHECKING:
     from seqrun.main import Session
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 COMMON_FIELDS = ("$report_type", "schema", "time")
 
@@ -77,7 +93,10 @@ REPORT_LOG_SCHEMA: dict[str, tuple[str, ...]] = {
     "SessionStart": ("seqrun_version", "argv", "cwd", "started_at"),
     "CollectReport": ("specs", "items", "nodeids", "deselected"),
     "TaskStart": ("nodeid", "task_id", "title"),
-    "Attempt": ("nodeid", "attempt", "backend", "log_path"),
+    "AttemptStart": ("nodeid", "attempt", "backend", "log_path"),
+    "AttemptReport": ("nodeid", "task_id", "attempt", "run_id", "started_at", "ended_at", "duration",
+                      "backend", "model", "outcome", "kind", "reason", "session_id", "usage",
+                      "final_message", "checks", "members", "log_path", "prompt_path"),
     "RateLimitWait": ("nodeid", "seconds", "reset_at", "reason"),
     "TaskReport": tuple(f.name for f in dataclasses.fields(TaskReport)),
     "SessionFinish": ("exitstatus", "counts", "deselected", "duration", "finished_at"),
@@ -93,14 +112,31 @@ def report_to_dict(report: TaskReport) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in dataclasses.fields(report):
         value = getattr(report, f.name)
-        if isinstance(value, Outcome):
+        if isinstance(value, (Outcome, Kind)):
             value = value.value
+        elif f.name == "attempts":
+            value = [attempt.number for attempt in value]
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = dataclasses.asdict(value)
         elif f.name == "sections":
             value = [[str(title), str(text)] for title, text in value]
         data[f.name] = value
     return data
+
+
+def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
+    """One :class:`Attempt` as the ``AttemptReport`` event's fields."""
+    usage = attempt.usage
+    return {
+        "nodeid": attempt.nodeid, "task_id": attempt.task_id, "attempt": attempt.number,
+        "run_id": attempt.run_id, "started_at": attempt.started_at, "ended_at": attempt.ended_at,
+        "duration": round(attempt.duration, 3), "backend": attempt.backend, "model": attempt.model,
+        "outcome": attempt.outcome.value, "kind": attempt.kind.value, "reason": attempt.reason,
+        "session_id": attempt.session_id, "usage": dataclasses.asdict(usage) if usage else None,
+        "final_message": attempt.final_message_tail or None,
+        "checks": [dataclasses.asdict(check) for check in attempt.verdict.checks],
+        "members": list(attempt.members), "log_path": attempt.log_path, "prompt_path": attempt.prompt_path,
+    }
 
 
 class ReportLog:
@@ -173,8 +209,12 @@ class ReportLog:
 
     @hookimpl
     def seqrun_runtest_attempt(self, item: Task, attempt: int, log_path: Path, backend: str) -> None:
-        self.write_event("Attempt", nodeid=item.nodeid, attempt=attempt, backend=backend,
+        self.write_event("AttemptStart", nodeid=item.nodeid, attempt=attempt, backend=backend,
                          log_path=str(log_path) if log_path is not None else None)
+
+    @hookimpl
+    def seqrun_runtest_logattempt(self, attempt: Attempt) -> None:
+        self.write_event("AttemptReport", **attempt_to_dict(attempt))
 
     @hookimpl
     def seqrun_rate_limit_wait(self, item: Task, seconds: float, reset_at: float | None, reason: str) -> None:

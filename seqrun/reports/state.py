@@ -9,20 +9,27 @@ where the seed wrote them. A file written by the seed (those keys, no
 ``spec``) is read as the state of the spec being run.
 
 Per spec, beside the seed's keys: ``failed`` (ids whose last verdict was a
-failure) and ``tasks`` (per task: status, title, attempts, duration,
-last_error, backend, log, rate_limit_waits, usage, updated_at). A task's
-status is ``running`` while its agent runs; a run that was killed leaves it
-so, and the next run turns it into ``interrupted`` (or ``passed`` when
-tasks.md has it ticked: the kill came between the tick and the record).
+failure or an error) and ``tasks`` (per task: status, kind, title, attempts,
+duration, last_error, backend, log, rate_limit_waits, usage, updated_at, and
+``history``: one record per attempt — attempt, run_id, started_at, duration,
+outcome, kind, reason, backend, log, prompt, session_id, usage — the last
+:data:`HISTORY_LIMIT`, with ``history_dropped`` counting the older ones).
+``attempts`` counts the task's attempts over every run. A task's status is
+``running`` while its agent runs; a run that was killed leaves it so, and the
+next run turns it into ``interrupted`` and adds the attempt in flight to the
+history (or ``passed`` when tasks.md has it ticked: the kill came between the
+tick and the record). An interrupted task is not ``failed``: it runs again.
+A run stopped while it waited (``--delay``, a rate limit) puts back what the
+record said before, keeping the attempts it made.
 
-The state is written when the run starts, when each agent starts and after
-each task, atomically (temporary file, fsync, rename): a crash at any instant
+The state is written when the run starts, when each agent starts, after each
+attempt and after each task, atomically (temporary file, fsync, rename): a crash at any instant
 leaves the previous or the new file, both valid JSON. Every write re-reads the
 file under an ``flock`` of its folder and replaces only the specs this run
 owns, so two runs of two specs of one folder (each holds its own spec lock)
 never lose each other's records. The progress file is append-only, one
-``## Iteration N`` entry per dispatched task, each written with a single
-``write`` and fsync'd.
+``## Iteration N`` entry per dispatch (each attempt, rate-limited ones
+included and marked so), each written with a single ``write`` and fsync'd.
 
 A corrupt or unreadable state file is a usage error (exit 4) that names the
 file and leaves it untouched; ``--fresh`` copies it to a backup and forgets
@@ -43,20 +50,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-import pluggy
-
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskState
-from seqrun.outcome import Outcome, Skipped, TaskReport
+from seqrun.nodes import Spec, Task, TaskState, Unit
+from seqrun.outcome import Attempt, Kind, Outcome, Skipped, TaskReport
+from seqrun.runner import done_before_key
 
 if TYPE_CHECKING:
     from seqrun.main import Session
 
 STATE_NAME = "SEQUENTIAL_STATE.json"
 PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 SEED_KEYS = ("completed", "halted", "started_at", "assignments", "halted_at", "halted_task", "completed_at")
 RUNNING = "running"
 INTERRUPTED = "interrupted"
@@ -484,10 +490,29 @@ class ProgressLog:
             self.iteration = max(self.iteration, int(m.group(1)))
         self.known_size = size
 
-    def append(self, spec: str, report: TaskReport, log: str | None) -> None:
+    def append(self, spec: str, title: str, attempt: Attempt, log: str | None) -> None:
+        """One ``## Iteration N`` entry for one dispatch (one attempt)."""
         from seqrun.text import printable
 
-        message = " ".join(printable(report.reason or report.final_message or "").split())
+        verdict = attempt.verdict
+        message = " ".join(printable(verdict.reason or verdict.final_message or "").split())
+        status = attempt.outcome.value
+        if attempt.outcome is not Outcome.PASSED and attempt.kind.value != status:
+            status = f"{status} ({attempt.kind.value})"
+        if attempt.outcome is Outcome.RATE_LIMITED:
+            status += ", retried after the wait; not counted as an iteration of --max-iterations"
+        members = [m for m in attempt.members if m != attempt.task_id]
+        entry = (
+            f"- **Task**: {spec}::{attempt.task_id} {printable(title)}\n"
+            + (f"- **Subtasks**: {', '.join(members)}\n" if members else "")
+            + f"- **Status**: {status}\n"
+            f"- **Time**: {utcnow()} ({attempt.duration:.1f}s, attempt {attempt.number})\n"
+            f"- **Message**: {message[:500]}\n"
+            + (f"- **Log**: {log}\n" if log else "")
+        )
+        self._append_entry(entry)
+
+    def _append_entry(self, body: str) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             # Another seqrun (another spec of this folder) may append too.
@@ -496,15 +521,7 @@ class ProgressLog:
             if size != self.known_size:
                 self._scan(fd, size)
             self.iteration += 1
-            entry = (
-                f"## Iteration {self.iteration}\n\n"
-                f"- **Task**: {spec}::{report.task_id} {printable(report.title)}\n"
-                f"- **Status**: {report.outcome.value}\n"
-                f"- **Time**: {utcnow()} ({report.duration:.1f}s, attempt {report.attempts})\n"
-                f"- **Message**: {message[:500]}\n"
-                + (f"- **Log**: {log}\n" if log else "")
-                + "\n"
-            )
+            entry = f"## Iteration {self.iteration}\n\n{body}\n"
             if size == 0:
                 prefix = "# Sequential progress\n\n"
             elif os.pread(fd, 1, size - 1) != b"\n":
@@ -533,6 +550,10 @@ class StatePlugin:
         self.spec_of: dict[str, Spec] = {}
         self.started = False
         self._invocation_dir: Path | None = None
+        self.before_running: dict[tuple[str, str], dict[str, Any]] = {}
+        """(spec, task id) → the record's fields before this run marked it
+        running, until its report comes: a run stopped while waiting puts
+        them back, so a wait holds nothing against the task."""
 
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
         path = state_path(spec)
@@ -559,7 +580,7 @@ class StatePlugin:
             return
         specs = [s for s in session.specs if any(item.spec is s for item in session.items)]
         self._open_files(specs)
-        done_before: dict[str, bool] = self.config.stash.setdefault("done_before", {})
+        done_before = self.config.stash.setdefault(done_before_key, set())
         first: dict[Path, str] = {}
         for spec in specs:
             _, state = self._state(spec)
@@ -567,7 +588,7 @@ class StatePlugin:
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
-                    done_before[task.nodeid] = True
+                    done_before.add(task.nodeid)
             self.spec_of[spec.nodeid] = spec
             first.setdefault(state_path(spec), spec.name)
         # Written now, not after the first task: an unwritable folder is found
@@ -596,20 +617,27 @@ class StatePlugin:
             self.progress[path] = ProgressLog(progress_path_for(path))
 
     @hookimpl
-    def seqrun_runtest_setup(self, item: Task, session: Session) -> None:
-        if item.is_leaf and self.config.stash.get("done_before", {}).get(item.nodeid):
-            raise Skipped(f"already done in an earlier run ({STATE_NAME})")
+    def seqrun_runtest_setup(self, item: Task, unit: Unit, session: Session) -> None:
+        if item.is_leaf and item.nodeid in self.config.stash.get(done_before_key, set()):
+            raise Skipped(f"already done in an earlier run ({STATE_NAME})", Kind.ALREADY_DONE)
+        spec = item.spec
+        if item is unit.task and spec is not None and spec.nodeid in self.spec_of:
+            # Attempts are numbered over the task's life: continue the count.
+            tasks = self._state(spec)[1]["tasks"]
+            counts = [_attempts_of(tasks.get(t.id)) for t in (item, *unit.subtasks)]
+            unit.past_attempts = max(unit.past_attempts, *counts)
 
     @hookimpl
-    def seqrun_runtest_attempt(self, item: Task, attempt: int, log_path: Path, backend: str) -> None:
+    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
         """Record the task as running before its agent starts: if seqrun is
         killed now, the next run knows what was in flight."""
         spec = item.spec
         if spec is None or spec.nodeid not in self.spec_of:
             return
         file, state = self._state(spec)
-        for member in _members(self.config, item):
+        for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
+            self.before_running.setdefault((spec.name, member.id), dict(entry))
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
                          log=self._relative(log_path), updated_at=utcnow())
             file.touch(spec.name, member.id)
@@ -617,37 +645,74 @@ class StatePlugin:
         file.save(current=spec.name, durable=False)
 
     @hookimpl
+    def seqrun_runtest_logattempt(self, item: Task, unit: Unit, attempt: Attempt) -> None:
+        spec = item.spec
+        if spec is None or spec.nodeid not in self.spec_of:
+            return
+        file, state = self._state(spec)
+        record = self._history_record(attempt)
+        for member in unit.members:
+            entry = state["tasks"].setdefault(member.id, {})
+            entry["attempts"] = max(_attempts_of(entry), attempt.number)
+            add_history(entry, record)
+            file.touch(spec.name, member.id)
+        # The attempt's record before its progress entry, and before any retry
+        # starts (a kill during the wait keeps it). Not fsync'd: the task's
+        # report, or the next attempt, writes the file again.
+        file.save(current=spec.name, durable=False)
+        self.progress[file.path].append(spec.name, item.title, attempt, record["log"])
+
+    def _history_record(self, attempt: Attempt) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "attempt": attempt.number,
+            "run_id": attempt.run_id,
+            "started_at": utc(attempt.started_at),
+            "duration": round(attempt.duration, 3),
+            "outcome": attempt.outcome.value,
+            "kind": attempt.kind.value,
+            "reason": attempt.reason or None,
+            "backend": attempt.backend,
+            "log": self._relative(attempt.log_path),
+            "prompt": self._relative(attempt.prompt_path),
+            "session_id": attempt.session_id,
+        }
+        if attempt.usage is not None:
+            record["usage"] = attempt.usage.as_dict()
+        return record
+
+    @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
-        spec = self.spec_of.get(report.nodeid.rsplit("::", 1)[0])
+        spec = self.spec_of.get(report.spec_nodeid)
         if spec is None:
             return
         file, state = self._state(spec)
         tasks = state["tasks"]
+        self.before_running.pop((spec.name, report.task_id), None)
         if report.outcome is Outcome.SKIPPED:
             # Only "not reached" is news; and it must not erase what an
             # earlier run recorded about the task.
-            if report.reason.startswith("not reached") and report.task_id not in tasks:
+            if report.kind is Kind.NOT_REACHED and report.task_id not in tasks:
                 tasks[report.task_id] = {"status": report.outcome.value, "title": report.title,
                                          "attempts": 0, "last_error": report.reason,
-                                         "updated_at": utcnow()}
+                                         "kind": report.kind.value, "updated_at": utcnow()}
                 file.touch(spec.name, report.task_id)
                 file.save(current=spec.name)
             return
-        log = self._relative(report.log_path)
         entry = tasks.setdefault(report.task_id, {})
         entry.update(
             status=report.outcome.value,
+            kind=report.kind.value,
             title=report.title,
-            attempts=report.attempts,
+            attempts=max(_attempts_of(entry), report.attempt_number),
             duration=round(report.duration, 3),
             updated_at=utcnow(),
-            backend=report.backend,
-            log=log,
             last_error=None if report.passed else report.reason or None,
             rate_limit_waits=report.rate_limit_waits,
         )
+        if report.dispatched:
+            entry.update(backend=report.backend, log=self._relative(report.log_path))
         if report.usage is not None:
-            entry["usage"] = {k: v for k, v in vars(report.usage).items() if v is not None}
+            entry["usage"] = report.usage.as_dict()
         file.touch(spec.name, report.task_id)
         completed: list[str] = state["completed"]
         failed: list[str] = state["failed"]
@@ -656,13 +721,11 @@ class StatePlugin:
                 completed.append(report.task_id)
             if report.task_id in failed:
                 failed.remove(report.task_id)
-        elif report.outcome is Outcome.FAILED and report.task_id not in failed:
+        elif report.failed and report.task_id not in failed:
             failed.append(report.task_id)
         if report.outcome is Outcome.HALTED:
             state.update(halted=True, halted_at=utcnow(), halted_task=report.task_id)
-        # State first: if seqrun dies between the two, the record that matters survives.
         file.save(current=spec.name)
-        self.progress[file.path].append(spec.name, report, log)
 
     @hookimpl
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:
@@ -670,6 +733,11 @@ class StatePlugin:
             return
         for spec in self.spec_of.values():
             file, state = self._state(spec)
+            for (name, task_id), before in list(self.before_running.items()):
+                entry = state["tasks"].get(task_id) if name == spec.name else None
+                if entry is not None and entry.get("status") == RUNNING:
+                    _restore(entry, before)
+                    file.touch(spec.name, task_id)
             items = [i for i in session.items if i.spec is spec]
             completed = set(state["completed"])
             if items and all(i.id in completed or i.done or i.optional for i in items):
@@ -677,6 +745,46 @@ class StatePlugin:
             if session.halted and not state.get("halted"):
                 state.update(halted=True, halted_at=utcnow())
             file.save(current=spec.name)
+
+
+def _restore(entry: dict[str, Any], before: dict[str, Any]) -> None:
+    """Put back what a task's record said before this run marked it running,
+    keeping what is true now: its attempts and their history."""
+    kept = {k: entry[k] for k in ("attempts", "history", "history_dropped") if k in entry}
+    entry.clear()
+    entry.update(before)
+    entry.update(kept)
+    if "status" not in entry:
+        entry["status"] = Outcome.SKIPPED.value
+        entry["kind"] = Kind.NOT_REACHED.value
+
+
+#: Attempt records kept per task; older ones are counted in ``history_dropped``.
+HISTORY_LIMIT = 20
+
+
+def add_history(entry: dict[str, Any], record: dict[str, Any]) -> None:
+    """Append ``record`` to a task's bounded ``history`` (once per attempt)."""
+    history = entry.get("history")
+    if not isinstance(history, list):
+        history = entry["history"] = []
+    if history and isinstance(history[-1], dict) and history[-1].get("attempt") == record["attempt"] \
+            and history[-1].get("run_id") == record.get("run_id"):
+        return  # a unit's record shared by its subtasks: already there
+    history.append(record)
+    if len(history) > HISTORY_LIMIT:
+        dropped = len(history) - HISTORY_LIMIT
+        del history[:dropped]
+        entry["history_dropped"] = int(entry.get("history_dropped") or 0) + dropped
+
+
+def _attempts_of(entry: Any) -> int:
+    value = entry.get("attempts") if isinstance(entry, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def progress_path_for(state_file: Path) -> Path:
@@ -697,27 +805,27 @@ def _begin_run(state: dict[str, Any], spec: Spec) -> None:
         if entry.get("status") != RUNNING:
             continue
         if task_id in ticked:
-            entry.update(status=Outcome.PASSED.value, last_error=None)
+            entry.update(status=Outcome.PASSED.value, kind=Kind.PASSED.value, last_error=None)
             if task_id not in state["completed"]:
                 state["completed"].append(task_id)
             if task_id in state["failed"]:
                 state["failed"].remove(task_id)
-        else:
-            entry.update(status=INTERRUPTED, last_error=INTERRUPTED_ERROR)
-
-
-def _members(config: Config, item: Task) -> list[Task]:
-    """The tasks one agent run covers: ``item``, or its subtasks in a unit."""
-    from seqrun.runner import runstate
-
-    unit = runstate(config).current_unit
-    if unit is not None and unit.task is item:
-        return unit.members
-    return [item]
+            continue
+        entry.update(status=INTERRUPTED, kind=Kind.INTERRUPTED.value, last_error=INTERRUPTED_ERROR)
+        number = _attempts_of(entry)
+        history = entry.get("history")
+        if number and not (isinstance(history, list) and history and isinstance(history[-1], dict)
+                           and history[-1].get("attempt") == number):
+            # The attempt in flight when seqrun was killed is an attempt too.
+            add_history(entry, {"attempt": number, "run_id": None, "started_at": entry.get("updated_at"),
+                                "duration": None, "outcome": Outcome.INTERRUPTED.value,
+                                "kind": Kind.INTERRUPTED.value, "reason": INTERRUPTED_ERROR,
+                                "backend": entry.get("backend"), "log": entry.get("log"),
+                                "prompt": None, "session_id": None})
 
 
 @hookimpl
-def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
+def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("state")
     group.add_argument("--fresh", action="store_true",
                        help=f"start over: forget this spec's {STATE_NAME} record (a backup is kept)")

@@ -37,11 +37,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import pluggy
 
-from seqrun.config import Config
+from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskKind, TaskState
 from seqrun.text import human_seconds, oneline, printable
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
+from seqrun.runner import tmux_session_key
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -54,14 +55,17 @@ if TYPE_CHECKING:
 LETTERS = {
     Outcome.PASSED: ("passed", ".", "PASSED", "green"),
     Outcome.FAILED: ("failed", "F", "FAILED", "red"),
+    Outcome.ERROR: ("error", "E", "ERROR", "red"),
     Outcome.HALTED: ("halted", "H", "HALTED", "magenta"),
+    Outcome.INTERRUPTED: ("interrupted", "!", "INTERRUPTED", "yellow"),
     Outcome.SKIPPED: ("skipped", "s", "SKIPPED", "yellow"),
     Outcome.RATE_LIMITED: ("rate_limited", "R", "RATE-LIMITED", "yellow"),
 }
 #: Order of the counts in the final line, as pytest puts failures first.
-_COUNT_ORDER = ("failed", "halted", "passed", "skipped", "rate_limited", "deselected")
+_COUNT_ORDER = ("failed", "error", "halted", "interrupted", "passed", "skipped", "rate_limited", "deselected")
 #: ``-r`` letter of each outcome.
-_REPORT_CHARS = {Outcome.FAILED: "f", Outcome.HALTED: "H", Outcome.SKIPPED: "s", Outcome.PASSED: "p"}
+_REPORT_CHARS = {Outcome.FAILED: "f", Outcome.ERROR: "E", Outcome.HALTED: "H", Outcome.INTERRUPTED: "f",
+                 Outcome.SKIPPED: "s", Outcome.PASSED: "p"}
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _TAIL_BYTES = 65536
 
@@ -70,17 +74,17 @@ def usage_totals(reports: Iterable[TaskReport]) -> tuple[int, float]:
     """Total tokens and cost (USD) of the reports that carry usage.
 
     In ``--dispatch unit`` every member of a unit carries the usage of the one
-    agent run they shared: each run (its ``log_path``) is counted once.
+    agent run they shared: each run (its ``dispatch_id``) is counted once.
     """
     tokens, cost = 0, 0.0
     seen: set[str] = set()
     for report in reports:
         if report.usage is None:
             continue
-        if report.log_path:
-            if report.log_path in seen:
+        if report.dispatch_id:
+            if report.dispatch_id in seen:
                 continue
-            seen.add(report.log_path)
+            seen.add(report.dispatch_id)
         tokens += report.usage.total_tokens or 0
         cost += report.usage.cost_usd or 0.0
     return tokens, cost
@@ -182,6 +186,8 @@ class Waiting:
 
     deadline: float
     reason: str
+    kind: str = "delay"
+    """``delay`` or ``rate-limit``."""
 
 
 class LiveStatus:
@@ -215,7 +221,7 @@ class LiveStatus:
                 rows.append((f"  watch: tmux attach -t {printable(tmux)}", "dim"))
         if waiting is not None:
             left = human_seconds(math.ceil(max(0.0, waiting.deadline - now)))
-            if waiting.reason.startswith("rate limited"):
+            if waiting.kind == "rate-limit":
                 text = f"{waiting.reason} - retry in {left}"
             elif running is not None:
                 text = f"next attempt in {left} ({waiting.reason})"
@@ -358,7 +364,7 @@ class TerminalReporter:
         self.deselected = 0
         self.total = 0
         self.started = time.monotonic()
-        self.status = LiveStatus(lambda: config.stash.get("tmux_session"))
+        self.status = LiveStatus(lambda: config.stash.get(tmux_session_key, None))
         self._console: Any = None
         self._live: LiveView | None = None
 
@@ -429,7 +435,7 @@ class TerminalReporter:
     @hookimpl
     def seqrun_collection_finish(self, session: Session) -> None:
         warnings = [w for spec in session.specs for w in spec.warnings]
-        warnings += self.config.stash.get("config_warnings", [])
+        warnings += self.config.stash.get(config_warnings_key, [])
         limit = None if self.verbosity > 0 else 10
         for w in warnings[:limit]:
             print(f"WARNING {printable(str(w))}", file=sys.stderr)
@@ -501,21 +507,32 @@ class TerminalReporter:
             return  # the live area shows it
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self.line(f"RUN     {printable(item.nodeid)} {oneline(item.title)[:60]} [{printable(backend)}]{again}")
-        tmux = self.config.stash.get("tmux_session")
+        tmux = self.config.stash.get(tmux_session_key, None)
         if tmux and self.verbosity > 0:
             self.line(f"        watch: tmux attach -t {tmux}")
         if self.verbosity > 0:
             self.line(f"        log: {log_path}")
 
     @hookimpl
-    def seqrun_wait(self, seconds: float, reason: str) -> None:
+    def seqrun_runtest_logattempt(self, item: Task, attempt: Attempt) -> None:
+        # Every attempt that did not pass gets its own line, before any retry
+        # starts: the morning's reader sees each one, not only the last.
+        if self.verbosity < 0 or attempt.outcome is Outcome.PASSED:
+            return
+        color = LETTERS.get(attempt.outcome, LETTERS[Outcome.FAILED])[3]
+        why = f" - {oneline(attempt.reason)}" if attempt.reason else ""
+        self.line(f"  attempt {attempt.number} of {printable(item.nodeid)}: {attempt.outcome.value} "
+                  f"[{attempt.kind.value}] ({attempt.duration:.1f}s){why}", color)
+
+    @hookimpl
+    def seqrun_wait(self, seconds: float, reason: str, kind: str) -> None:
         # The runner sleeps right after this returns: the refresh thread
         # draws the countdown from the deadline.
-        self.status.waiting = Waiting(time.monotonic() + seconds, oneline(reason))
+        self.status.waiting = Waiting(time.monotonic() + seconds, oneline(reason), kind)
         self._refresh_live()
         if self.verbosity < 0 or seconds < 1:
             return
-        if self._live is not None and not reason.startswith("rate limited"):
+        if self._live is not None and kind != "rate-limit":
             return  # the countdown is enough; a rate limit is worth a line
         self.line(f"WAIT    {seconds:.0f}s: {oneline(reason)}", "yellow")
 
@@ -538,12 +555,14 @@ class TerminalReporter:
         self.stats.setdefault(category, []).append(report)
         if self.verbosity < 0 and report.outcome is Outcome.SKIPPED:
             return
-        if report.outcome is Outcome.SKIPPED and self.verbosity <= 0 and report.reason.startswith("already"):
+        if report.kind is Kind.ALREADY_DONE and self.verbosity <= 0:
             return
         color = LETTERS[report.outcome][3]
-        took = f" ({report.duration:.1f}s)" if report.duration else ""
+        runs = len(report.attempts)
+        took = (f" ({report.duration:.1f}s{f', {runs} attempts' if runs > 1 else ''})"
+                if report.duration else "")
         why = f" - {oneline(report.reason)}" if report.reason else ""
-        self.line(f"{word:<8}{printable(report.nodeid)} {oneline(report.title)[:60]}{took}{why}", color)
+        self.line(f"{word:<7} {printable(report.nodeid)} {oneline(report.title)[:60]}{took}{why}", color)
 
     # -- summary ---------------------------------------------------------------------------
 
@@ -578,7 +597,7 @@ class TerminalReporter:
         if "A" in chars:
             chars += "fEHsp"
         shown = [r for r in self.reports if _REPORT_CHARS.get(r.outcome, "") in chars
-                 and not (r.outcome is Outcome.SKIPPED and r.reason.startswith("already"))]
+                 and r.kind is not Kind.ALREADY_DONE]
         if not shown:
             return
         self.rule("short task summary info", char="=")

@@ -1,0 +1,57 @@
+"""``--reruns N``: run a failed task again, up to N times, as pytest-rerunfailures does.
+
+A wrapper of ``seqrun_runtest_call``: after an attempt FAILED (not halted,
+not rate-limited, not interrupted, not a quota error that no rerun can fix),
+it asks for the next attempt through the whole call chain, so the other
+wrappers (the ``--delay`` between dispatches, the rate-limit waits) apply to
+the rerun too. No rerun starts once the session must stop (``-x``, a budget).
+The count lives on the unit, so it holds however the wrappers nest.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Generator
+
+from seqrun.config import whole_number
+from seqrun.hookspec import hookimpl
+from seqrun.nodes import Task, Unit
+from seqrun.outcome import Attempt, Kind, Outcome
+from seqrun.runner import call_again
+from seqrun.stash import StashKey
+
+if TYPE_CHECKING:
+    from seqrun.main import Session
+
+reruns_used_key = StashKey[int]()
+_active_key = StashKey[bool]()
+
+#: Failures a rerun cannot fix.
+NOT_RERUN = frozenset({Kind.QUOTA})
+
+
+@hookimpl
+def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("running")
+    group.add_argument("--reruns", type=whole_number, default=1, metavar="N",
+                       help="run a failed task again up to N times (default 1)")
+
+
+def wants_rerun(attempt: Attempt, unit: Unit, session: Session) -> bool:
+    return (attempt.outcome is Outcome.FAILED and attempt.kind not in NOT_RERUN
+            and unit.stash.get(reruns_used_key, 0) < session.config.option.reruns
+            and not session.shouldstop)
+
+
+@hookimpl(wrapper=True)
+def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Generator[None, Attempt, Attempt]:
+    if unit.stash.get(_active_key, False):
+        return (yield)  # re-entered for an attempt this wrapper asked for
+    unit.stash[_active_key] = True
+    try:
+        attempt = yield
+        while wants_rerun(attempt, unit, session):
+            unit.stash[reruns_used_key] = unit.stash.get(reruns_used_key, 0) + 1
+            attempt = call_again(unit, session)
+        return attempt
+    finally:
+        unit.stash[_active_key] = False
