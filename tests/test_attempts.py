@@ -317,3 +317,19 @@ def test_no_module_classifies_by_reason_text():
                          line):
                 offenders.append(f"{path.relative_to(package)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_the_count_survives_deleted_logs_and_a_fresh_state(make_spec, project, run_seqrun):
+    """Two sources keep the numbering going, each enough alone: the state
+    file's count (the logs were deleted) and the files on disk (--fresh)."""
+    make_spec("- [ ] 1. Impossible task\n")
+    use_command_agent(project, "print('no marker here')\n")
+    run = ("--backend", "command", "--delay", "0", "--no-tmux", "--reruns", "0")
+    assert run_seqrun(*run).returncode == 1
+    shutil.rmtree(project / SPECS / ".seqrun" / "logs")
+    assert run_seqrun(*run).returncode == 1
+    assert [h["attempt"] for h in state_of(project)["tasks"]["1"]["history"]] == [1, 2]
+    assert sorted(p.name for p in logs_of(project, "1").glob("*.log")) == ["2.log"]
+    assert run_seqrun(*run, "--fresh").returncode == 1
+    assert [h["attempt"] for h in state_of(project)["tasks"]["1"]["history"]] == [3]
+    assert sorted(p.name for p in logs_of(project, "1").glob("*.log")) == ["2.log", "3.log"]
