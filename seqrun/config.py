@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from dataclasses import dataclass, field
@@ -136,9 +137,24 @@ class Config:
     stash: Stash = field(default_factory=Stash)
     """Per-run storage for plugins, under typed :class:`~seqrun.stash.StashKey` keys."""
 
+    configured: bool = False
+
     @property
     def hook(self) -> Any:
         return self.pluginmanager.hook
+
+    def do_configure(self) -> None:
+        """``seqrun_configure`` for every plugin, once: called when a run (or
+        ``--co``) begins, as pytest's ``_do_configure``; ``--version`` and
+        ``--init`` answer without it."""
+        if not self.configured:
+            self.configured = True
+            self.hook.seqrun_configure.call_historic(kwargs=dict(config=self))
+
+    def ensure_unconfigure(self) -> None:
+        if self.configured:
+            self.configured = False
+            self.hook.seqrun_unconfigure(config=self)
 
     def getoption(self, name: str, default: Any = None) -> Any:
         return getattr(self.option, name, default)
@@ -161,10 +177,60 @@ class Config:
 # -- plugin manager ----------------------------------------------------------------
 
 
-def new_pluginmanager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("seqrun")
-    pm.add_hookspecs(hookspec)
-    return pm
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, reading plugins as pytest's does: a ``seqrun_*``
+    function a plugin module defines is a hook implementation even without
+    ``@hookimpl`` (so a conftest.py written like pytest's works), and a
+    mistake in one — a misspelled hook, an argument the hook does not pass —
+    is a :class:`UsageError` naming the file, before anything runs."""
+
+    def __init__(self) -> None:
+        super().__init__("seqrun")
+        self.add_hookspecs(hookspec)
+
+    def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is not None or not name.startswith("seqrun_") or not isinstance(plugin, ModuleType):
+            return opts
+        func = getattr(plugin, name, None)
+        # Only functions the module defines itself: an imported helper is not a hook.
+        if inspect.isfunction(func) and func.__module__ == plugin.__name__:
+            return {}
+        return None
+
+    def register_checked(self, plugin: object, name: str, where: str) -> None:
+        """Register ``plugin`` (from file ``where``) after checking its hooks."""
+        for attr in dir(plugin):
+            opts = self.parse_hookimpl_opts(plugin, attr) if attr.startswith("seqrun_") else None
+            if opts is None:
+                continue
+            hookname = opts.get("specname") or attr
+            caller = getattr(self.hook, hookname, None)
+            if caller is None or caller.spec is None:
+                raise UsageError(f"{where}: unknown hook {hookname!r} (misspelled? every hook is listed "
+                                 "in seqrun/hookspec.py)")
+            unknown = [arg for arg in _required_args(getattr(plugin, attr)) if arg not in caller.spec.argnames]
+            if unknown:
+                raise UsageError(f"{where}: {attr}() takes {', '.join(unknown)}, which the hook does not "
+                                 f"pass (it passes: {', '.join(caller.spec.argnames)})")
+        try:
+            self.register(plugin, name)
+        except pluggy.PluginValidationError as exc:
+            raise UsageError(f"{where}: {' '.join(str(exc).split())}") from None
+
+
+def _required_args(func: Any) -> list[str]:
+    """The arguments pluggy will pass by name: those without a default."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in parameters if p.default is p.empty and p.name != "self"
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def new_pluginmanager() -> PluginManager:
+    return PluginManager()
 
 
 def import_plugin(pm: pluggy.PluginManager, modname: str, name: str | None = None) -> None:
@@ -174,7 +240,10 @@ def import_plugin(pm: pluggy.PluginManager, modname: str, name: str | None = Non
         module = importlib.import_module(modname)
     except ImportError as exc:
         raise UsageError(f"cannot import plugin {modname!r}: {exc}") from None
-    pm.register(module, name or modname)
+    if isinstance(pm, PluginManager) and modname not in BUILTIN_PLUGINS.values():
+        pm.register_checked(module, name or modname, getattr(module, "__file__", None) or modname)
+    else:
+        pm.register(module, name or modname)
 
 
 def register_conftest(pm: pluggy.PluginManager, path: Path) -> ModuleType | None:
@@ -193,7 +262,10 @@ def register_conftest(pm: pluggy.PluginManager, path: Path) -> ModuleType | None
     except Exception as exc:
         del sys.modules[modname]
         raise UsageError(f"error importing {path}: {type(exc).__name__}: {exc}") from None
-    pm.register(module, key)
+    if isinstance(pm, PluginManager):
+        pm.register_checked(module, key, str(path))
+    else:
+        pm.register(module, key)
     return module
 
 
@@ -323,5 +395,4 @@ def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Con
     config = Config(pm, invocation_dir, option, list(option.paths) + list(option.spec or []),
                     list(argv), inipath, inicfg)
     config.stash[config_warnings_key] = warnings
-    pm.hook.seqrun_configure.call_historic(kwargs=dict(config=config))
     return config

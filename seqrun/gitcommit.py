@@ -275,7 +275,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     opt = config.option
-    if opt.version or opt.init or opt.collectonly or not (opt.git_commit or opt.git_branch):
+    if opt.collectonly or not (opt.git_commit or opt.git_branch):
         return
     if shutil.which("git") is None:
         raise UsageError("--git-commit/--git-branch: git not found on PATH")

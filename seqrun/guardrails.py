@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Generator
 import pluggy
 
 from seqrun.atomicfile import atomic_write
-from seqrun.config import Config, UsageError
+from seqrun.config import Config, UsageError, non_negative, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.text import human_seconds
 from seqrun.nodes import Task
@@ -246,9 +246,9 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("--max-runtime", default=None, metavar="DURATION",
                        help="time budget of the whole run (seconds, or 45m, 8h, 1h30m): no task starts "
                        "after it, and the running agent is ended when it runs out; exit 1")
-    group.add_argument("--max-cost", type=float, default=None, metavar="USD",
+    group.add_argument("--max-cost", type=non_negative, default=None, metavar="USD",
                        help="stop after the task that brings the cost the backends report to USD; exit 1")
-    group.add_argument("--stuck-after", type=int, default=0, metavar="N",
+    group.add_argument("--stuck-after", type=whole_number, default=0, metavar="N",
                        help="stop when a task has failed the same way N runs in a row, counted across "
                        "seqrun invocations (0: off, the default)")
 
@@ -256,18 +256,12 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     opt = config.option
-    if opt.version or opt.init:
-        return
     try:
         max_runtime = parse_duration(opt.max_runtime) if opt.max_runtime not in (None, "") else 0.0
     except ValueError as exc:
         raise UsageError(f"--max-runtime: {exc}") from None
     max_cost = opt.max_cost or 0.0
-    if not isinstance(max_cost, (int, float)) or isinstance(max_cost, bool) or not max_cost >= 0:
-        raise UsageError(f"--max-cost must be an amount >= 0, got {opt.max_cost!r}")
     stuck_after = opt.stuck_after
-    if not isinstance(stuck_after, int) or isinstance(stuck_after, bool) or stuck_after < 0:
-        raise UsageError(f"--stuck-after must be a whole number >= 0, got {stuck_after!r}")
     if opt.collectonly or not (max_runtime or max_cost or stuck_after):
         return
     config.pluginmanager.register(Guardrails(config, max_runtime, float(max_cost), stuck_after),

@@ -261,6 +261,7 @@ def _main(config: Config, session: Session) -> int:
 
 @hookimpl(trylast=True)
 def seqrun_cmdline_main(config: Config) -> int:
+    config.do_configure()
     return wrap_session(config, _main)
 
 
@@ -286,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             code = config.hook.seqrun_cmdline_main(config=config)
         finally:
-            config.hook.seqrun_unconfigure(config=config)
+            config.ensure_unconfigure()
         return int(code)
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from seqrun.config import Config, UsageError
+from seqrun.config import Config, UsageError, non_negative
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.outcome import Outcome, TaskReport
@@ -149,14 +149,14 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        "the outcome is in SEQRUN_* environment variables")
     group.add_argument("--notify-on", default=",".join(EVENTS), metavar="EVENTS",
                        help="which events run --notify: halt, failure, finish (default all three)")
-    group.add_argument("--notify-timeout", type=float, default=DEFAULT_NOTIFY_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--notify-timeout", type=non_negative, default=DEFAULT_NOTIFY_TIMEOUT, metavar="SECONDS",
                        help=f"end a notifier after this long (default {DEFAULT_NOTIFY_TIMEOUT:g})")
 
 
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     opt = config.option
-    if opt.version or opt.init or opt.collectonly or opt.notify in (None, "", []):
+    if opt.collectonly or opt.notify in (None, "", []):
         return
     try:
         argv = parse_command(opt.notify, "--notify")
@@ -168,9 +168,6 @@ def seqrun_configure(config: Config) -> None:
     if unknown or not events:
         raise UsageError(f"--notify-on: unknown event(s) {', '.join(unknown) or '(none given)'} "
                          f"(known: {', '.join(EVENTS)})")
-    timeout = opt.notify_timeout
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0:
-        raise UsageError(f"--notify-timeout must be a number >= 0, got {timeout!r}")
     if find_executable(argv[0], Path(config.invocation_dir)) is None:
         raise UsageError(f"--notify: {argv[0]} not found (in {config.invocation_dir} or on PATH)")
     config.pluginmanager.register(Notifier(config, argv, events), "notifier")

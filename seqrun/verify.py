@@ -51,7 +51,7 @@ from typing import IO, TYPE_CHECKING, Mapping, Sequence
 
 import pluggy
 
-from seqrun.config import Config, UsageError
+from seqrun.config import Config, UsageError, non_negative
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Check, Kind, Outcome, Verdict
@@ -455,7 +455,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("--verify-baseline", action="store_true",
                        help="also run the verification before each task, and report the failures "
                        "that were already there apart from the ones the task introduced")
-    group.add_argument("--verify-timeout", type=float, default=DEFAULT_VERIFY_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--verify-timeout", type=non_negative, default=DEFAULT_VERIFY_TIMEOUT, metavar="SECONDS",
                        help="end a verification command (and its processes) after this long "
                        f"(default {DEFAULT_VERIFY_TIMEOUT:g}; 0: no limit)")
     group.add_argument("--no-verify", action="store_true",
@@ -465,11 +465,8 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     opt = config.option
-    if opt.version or opt.init or opt.collectonly or opt.no_verify:
+    if opt.collectonly or opt.no_verify:
         return
-    timeout = opt.verify_timeout
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not timeout >= 0:
-        raise UsageError(f"--verify-timeout must be a number >= 0, got {timeout!r}")
     default: list[str] | None = None
     source = "--verify"
     if opt.verify not in (None, "", []):

@@ -65,8 +65,8 @@ def test_parse_duration(text, seconds):
 def test_bad_guardrail_values_are_usage_errors(make_spec, run_seqrun):
     make_spec(THREE)
     for args, message in ((("--max-runtime", "soon"), "--max-runtime: not a duration: 'soon'"),
-                          (("--max-cost", "-1"), "--max-cost must be an amount >= 0"),
-                          (("--stuck-after", "-2"), "--stuck-after must be a whole number >= 0"),
+                          (("--max-cost", "-1"), "argument --max-cost: must be a number >= 0, got '-1'"),
+                          (("--stuck-after", "-2"), "argument --stuck-after: must be a whole number >= 0, got '-2'"),
                           (("--notify-on", "always", "--notify", "true"), "--notify-on: unknown event(s) always")):
         result = run_demo(run_seqrun, *args)
         assert result.returncode == 4 and message in result.stderr, (args, result.stderr)

@@ -112,8 +112,6 @@ def seqrun_register_backends(register: Any) -> None:
 
 @hookimpl
 def seqrun_configure(config: Config) -> None:
-    if config.option.version or config.option.init:
-        return
     name = registry(config).resolve(config.option.backend)  # unknown backend: exit 4 now
     if name == "command":
         argv = config.section("backends").get("command", {}).get("argv")
