@@ -199,7 +199,7 @@ class GitCommitter:
             return
         try:
             sha = self.commit(task, subtasks, report)
-        except GitError as exc:
+        except GitError:
             session.shouldstop = (f"git commit failed after task {task.id}; its changes are left "
                                   "uncommitted in the work tree")
             raise  # the task's report becomes an error: "git commit failed: <git's message>"

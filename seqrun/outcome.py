@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 #: The phase of the per-task protocol a report or an error comes from.

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from seqrun.backends._support import MAX_PARSE_ERRORS, LineParser
+from seqrun.backends.base import MAX_PARSE_ERRORS, LineParser
 from seqrun.backends.base import final_message_verdict
 from seqrun.backends.claude import ClaudeBackend
 from seqrun.backends.codeagent_wrapper import CodeagentWrapperBackend

@@ -22,12 +22,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from seqrun.backends._support import LineParser, executable, exit_failure
 from seqrun.backends.base import (
     AgentCall,
-    Invocation,
     decode_json_line,
+    executable,
+    exit_failure,
     final_message_verdict,
+    Invocation,
+    LineParser,
 )
 from seqrun.hookspec import hookimpl
 from seqrun.outcome import Outcome, Usage, Verdict

@@ -13,12 +13,21 @@ much the agent prints.
 Markers count only in the agent's own final message of a run that ended
 without error; never search the raw output (the prompt, which contains the
 markers, is echoed by gemini and by every CLI's tool output).
+
+This module is the whole public interface a backend author needs:
+:class:`AgentCall` in, :class:`Invocation` out, and :class:`LineParser`, the
+base of every output parser. It cleans each line the pty hands over and makes
+sure no exception escapes — a parser bug must cost one verdict, never the
+night — and never hides one either: the errors are in the verdict's
+``longrepr``, and a verdict they may have made wrong is a ``backend-error``.
+It also gives every verdict the CLI's ``session_id``.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+import traceback
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Union
@@ -59,6 +68,13 @@ class Invocation:
     """Variables added to (not replacing) the inherited environment."""
     cwd: Path | None = None
     stdin: Stdin = "tty"
+
+
+def executable(call: AgentCall, default: str) -> str:
+    """The program to run: ``executable`` in the backend's options (an install
+    outside PATH), else the CLI's usual name."""
+    value = call.options.get("executable")
+    return value if isinstance(value, str) and value else default
 
 
 class OutputParser(Protocol):
@@ -122,3 +138,139 @@ def decode_json_line(line: str) -> dict[str, Any] | None:
             continue
         return obj if isinstance(obj, dict) else None
     return None
+
+
+# -- the parser base class ----------------------------------------------------
+
+
+def aware_now(now: datetime | None) -> datetime:
+    """``now`` as an aware datetime; a naive one is local time."""
+    if now is None:
+        return datetime.now().astimezone()
+    return now if now.tzinfo is not None else now.astimezone()
+
+
+def clean_line(line: str) -> str:
+    """A pty line as a person would read it: no line ending, no colour codes,
+    and only what the last carriage return left visible (spinners redraw a
+    line with ``\\r``)."""
+    text = line.rstrip("\r\n")
+    if "\r" in text:
+        tail = text.rsplit("\r", 1)[1]
+        text = tail if tail.strip() else text.replace("\r", "")
+    return strip_ansi(text)
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """A reason-sized version of an error text."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+#: How many parse errors a parser keeps: the first ones say what broke, the
+#: rest are usually the same error again.
+MAX_PARSE_ERRORS = 5
+
+#: Outcomes a parse error cannot have made wrong: each needs a signal the
+#: parser did read (a marker in the final message, the CLI's limit error).
+_TRUSTED_OUTCOMES = frozenset({Outcome.PASSED, Outcome.HALTED, Outcome.RATE_LIMITED})
+
+
+class LineParser:
+    """Base class of the output parsers.
+
+    Subclasses implement :meth:`_feed` (one cleaned line, plus the raw one for
+    the rare parser that needs colour codes as structure) and :meth:`_finish`,
+    and set :attr:`session_id` when the CLI's output names its session.
+    """
+
+    #: The CLI's own session id, the first one its output named.
+    session_id: str | None = None
+    #: How many parse errors were not kept (beyond :data:`MAX_PARSE_ERRORS`).
+    parse_errors_dropped: int = 0
+    parse_errors: list[str]
+    """What :meth:`_feed` raised, as "TypeError: … (line '…' at claude.py:87)"."""
+
+    def __new__(cls, *args: object, **kwargs: object) -> LineParser:
+        # Here, not in __init__: a subclass (a plugin's too) need not call
+        # super().__init__() for its parser to work.
+        self = super().__new__(cls)
+        self.parse_errors = []
+        return self
+
+    def feed_line(self, line: str) -> None:
+        try:
+            self._feed(clean_line(line), line.rstrip("\r\n"))
+        except Exception as exc:  # noqa: BLE001 - a malformed line must never stop a run
+            self._parse_error(exc, line)
+
+    def _parse_error(self, exc: Exception, line: str) -> None:
+        """Keep what went wrong, never raising: this runs inside ``except``.
+
+        The line is named by its start, not its number: counting lines would
+        cost every line, and an error is rare.
+        """
+        if len(self.parse_errors) >= MAX_PARSE_ERRORS:
+            self.parse_errors_dropped += 1
+            return
+        try:
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            at = f" at {Path(where.filename).name}:{where.lineno}"
+        except Exception:  # noqa: BLE001
+            at = ""
+        try:
+            self.parse_errors.append(f"{describe(exc)} (line {one_line(clean_line(line), 80)!r}{at})")
+        except Exception:  # noqa: BLE001 - an unprintable line or exception
+            self.parse_errors.append(f"{type(exc).__name__}{at}")
+
+    def finish(self, exit_status: int, now: datetime | None = None) -> Verdict:
+        try:
+            verdict = self._finish(exit_status, aware_now(now))
+        except Exception as exc:  # noqa: BLE001 - same: report, don't raise
+            verdict = Verdict(
+                Outcome.FAILED,
+                f"could not read the agent output: {describe(exc)}",
+                kind=Kind.BACKEND_ERROR,
+                longrepr="".join(traceback.format_exception(exc))[-4000:],
+            )
+        if not isinstance(verdict, Verdict):  # a plugin's parser bug: still one verdict, not a crash
+            verdict = Verdict(Outcome.FAILED, f"the output parser returned {type(verdict).__name__}, not a Verdict",
+                              kind=Kind.BACKEND_ERROR)
+        if self.parse_errors:
+            verdict = self._with_parse_errors(verdict)
+        if verdict.session_id is None and self.session_id:
+            verdict = replace(verdict, session_id=self.session_id)
+        return verdict
+
+    def _with_parse_errors(self, verdict: Verdict) -> Verdict:
+        """The verdict with the parse errors in its ``longrepr``; a BACKEND_ERROR
+        unless its outcome rests on something the parser did read."""
+        lines = ["the parser could not read some of the agent output:", *(f"  {e}" for e in self.parse_errors)]
+        if self.parse_errors_dropped:
+            lines.append(f"  … and {self.parse_errors_dropped} more")
+        text = "\n".join(lines)
+        longrepr = f"{verdict.longrepr}\n\n{text}" if verdict.longrepr else text
+        if verdict.outcome in _TRUSTED_OUTCOMES or verdict.kind is Kind.QUOTA:
+            # Read from what the parser did understand (a marker, a limit, a billing error).
+            return replace(verdict, longrepr=longrepr)
+        return replace(verdict, kind=Kind.BACKEND_ERROR, longrepr=longrepr)
+
+    def _feed(self, text: str, raw: str) -> None:
+        raise NotImplementedError
+
+    def _finish(self, exit_status: int, now: datetime) -> Verdict:
+        raise NotImplementedError
+
+
+def describe(exc: BaseException) -> str:
+    """"TypeError: message", on one line (never raising: it runs in ``except``)."""
+    try:
+        text = one_line(str(exc), 200)
+    except Exception:  # noqa: BLE001 - an exception whose str() fails
+        text = ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def exit_failure(exit_status: int, message: str | None = None, usage: Usage | None = None) -> Verdict:
+    """A run whose process failed: whatever the message says, it did not end cleanly."""
+    return Verdict(Outcome.FAILED, f"exit status {exit_status}", message, usage=usage)

@@ -22,20 +22,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import (
-    BILLING_TEXT,
-    LineParser,
-    as_float,
-    as_int,
-    as_str,
-    claude_reset,
-    clip,
+from seqrun.backends._resets import BILLING_TEXT, claude_reset, with_reset
+from seqrun.backends._support import as_float, as_int, as_str, clip
+from seqrun.backends.base import (
+    AgentCall,
+    decode_json_line,
     executable,
     exit_failure,
+    final_message_verdict,
+    Invocation,
+    LineParser,
     one_line,
-    with_reset,
 )
-from seqrun.backends.base import AgentCall, Invocation, decode_json_line, final_message_verdict
 from seqrun.outcome import Outcome, Usage, Verdict
 
 

@@ -34,21 +34,20 @@ from dataclasses import replace
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import (
-    BILLING_TEXT,
-    RATE_LIMIT_TEXT,
-    LineParser,
-    TailLines,
-    any_reset,
-    as_int,
-    as_str,
-    clip,
+from seqrun.backends._resets import BILLING_TEXT, RATE_LIMIT_TEXT, any_reset, with_reset
+from seqrun.backends._support import as_int, as_str, clip, TailLines
+from seqrun.backends.base import (
+    DONE_MARKERS,
+    HALT_MARKER,
+    AgentCall,
+    decode_json_line,
     executable,
     exit_failure,
+    final_message_verdict,
+    Invocation,
+    LineParser,
     one_line,
-    with_reset,
 )
-from seqrun.backends.base import DONE_MARKERS, HALT_MARKER, AgentCall, Invocation, decode_json_line, final_message_verdict
 from seqrun.outcome import Kind, Outcome, Verdict
 
 _BANNER = re.compile(r"^\[[\w.-]+\]$")

@@ -23,21 +23,18 @@ import json
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import (
-    BILLING_TEXT,
-    RATE_LIMIT_TEXT,
-    LineParser,
-    TailLines,
-    as_int,
-    as_str,
-    clip,
-    codex_reset,
+from seqrun.backends._resets import BILLING_TEXT, RATE_LIMIT_TEXT, codex_reset, with_reset
+from seqrun.backends._support import as_int, as_str, clip, TailLines
+from seqrun.backends.base import (
+    AgentCall,
+    decode_json_line,
     executable,
     exit_failure,
+    final_message_verdict,
+    Invocation,
+    LineParser,
     one_line,
-    with_reset,
 )
-from seqrun.backends.base import AgentCall, Invocation, decode_json_line, final_message_verdict
 from seqrun.outcome import Outcome, Usage, Verdict
 
 

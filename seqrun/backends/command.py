@@ -19,8 +19,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import LineParser, TailLines, clip, exit_failure
-from seqrun.backends.base import AgentCall, Invocation, final_message_verdict
+from seqrun.backends._support import clip, TailLines
+from seqrun.backends.base import AgentCall, exit_failure, final_message_verdict, Invocation, LineParser
 from seqrun.config import UsageError
 from seqrun.outcome import Verdict
 

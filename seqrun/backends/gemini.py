@@ -25,20 +25,18 @@ import re
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import (
-    LineParser,
-    as_int,
-    as_str,
-    clip,
+from seqrun.backends._resets import retry_in, with_reset
+from seqrun.backends._support import as_int, as_str, clip, fits_on_argv, pointer_prompt
+from seqrun.backends.base import (
+    AgentCall,
+    decode_json_line,
     executable,
     exit_failure,
-    fits_on_argv,
+    final_message_verdict,
+    Invocation,
+    LineParser,
     one_line,
-    with_reset,
-    pointer_prompt,
-    retry_in,
 )
-from seqrun.backends.base import AgentCall, Invocation, decode_json_line, final_message_verdict
 from seqrun.outcome import Outcome, Usage, Verdict
 
 #: The exit status gemini uses for an HTTP 429 in the JSON output modes.

@@ -20,8 +20,16 @@ import re
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import LineParser, TailLines, clip, executable, exit_failure, fits_on_argv, one_line, pointer_prompt
-from seqrun.backends.base import AgentCall, Invocation, final_message_verdict
+from seqrun.backends._support import clip, fits_on_argv, pointer_prompt, TailLines
+from seqrun.backends.base import (
+    AgentCall,
+    executable,
+    exit_failure,
+    final_message_verdict,
+    Invocation,
+    LineParser,
+    one_line,
+)
 from seqrun.outcome import Outcome, Verdict
 
 _TOOL_START = re.compile(r"Using tool:")

@@ -23,23 +23,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from seqrun.backends._support import (
-    BILLING_TEXT,
-    LineParser,
-    TailLines,
-    as_float,
-    as_int,
-    as_str,
-    clip,
+from seqrun.backends._resets import BILLING_TEXT, parse_retry_after, with_reset
+from seqrun.backends._support import as_float, as_int, as_str, clip, fits_on_argv, pointer_prompt, TailLines
+from seqrun.backends.base import (
+    AgentCall,
+    decode_json_line,
     executable,
     exit_failure,
-    fits_on_argv,
+    final_message_verdict,
+    Invocation,
+    LineParser,
     one_line,
-    with_reset,
-    parse_retry_after,
-    pointer_prompt,
 )
-from seqrun.backends.base import AgentCall, Invocation, decode_json_line, final_message_verdict
 from seqrun.outcome import Outcome, Usage, Verdict
 
 
