@@ -19,7 +19,7 @@ from seqrun.config import non_negative
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Attempt, Outcome, TaskReport
-from seqrun.runner import CallInfo, RateLimitTooLong, call_again, sleep_unless_cancelled
+from seqrun.runner import CallInfo, RateLimitTooLong, call_again, retry_policy, sleep_unless_cancelled
 from seqrun.stash import StashKey
 from seqrun.text import human_seconds
 
@@ -54,17 +54,12 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
 
 @hookimpl(wrapper=True)
 def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Generator[None, Attempt, Attempt]:
-    if unit.stash.get(_active_key, False):
-        return (yield)  # re-entered for an attempt this wrapper asked for
-    unit.stash[_active_key] = True
-    try:
+    with retry_policy(unit, _active_key) as in_charge:
         attempt = yield
-        while attempt.outcome is Outcome.RATE_LIMITED:
+        while in_charge and attempt.outcome is Outcome.RATE_LIMITED:
             wait_for_reset(attempt, item, unit, session)
             attempt = call_again(unit, session)
         return attempt
-    finally:
-        unit.stash[_active_key] = False
 
 
 def wait_for_reset(attempt: Attempt, item: Task, unit: Unit, session: Session) -> None:

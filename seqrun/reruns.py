@@ -16,7 +16,7 @@ from seqrun.config import whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Attempt, Kind, Outcome
-from seqrun.runner import call_again
+from seqrun.runner import call_again, retry_policy
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
@@ -44,14 +44,9 @@ def wants_rerun(attempt: Attempt, unit: Unit, session: Session) -> bool:
 
 @hookimpl(wrapper=True)
 def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Generator[None, Attempt, Attempt]:
-    if unit.stash.get(_active_key, False):
-        return (yield)  # re-entered for an attempt this wrapper asked for
-    unit.stash[_active_key] = True
-    try:
+    with retry_policy(unit, _active_key) as in_charge:
         attempt = yield
-        while wants_rerun(attempt, unit, session):
+        while in_charge and wants_rerun(attempt, unit, session):
             unit.stash[reruns_used_key] = unit.stash.get(reruns_used_key, 0) + 1
             attempt = call_again(unit, session)
         return attempt
-    finally:
-        unit.stash[_active_key] = False

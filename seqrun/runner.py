@@ -27,6 +27,7 @@ nothing against any task.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import signal
@@ -35,7 +36,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
@@ -396,6 +397,28 @@ def _check_dependencies(item: Task, session: Session) -> None:
 
 
 # -- call: one agent run ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def retry_policy(unit: Unit, key: StashKey[bool]) -> Iterator[bool]:
+    """For a retry wrapper of ``seqrun_runtest_call``: yields True when this
+    call is the policy's own (it decides about retries), False when it is a
+    re-entry for an attempt the policy asked for (pass it straight through)::
+
+        with retry_policy(unit, my_key) as in_charge:
+            attempt = yield
+            while in_charge and should_retry(attempt):
+                attempt = call_again(unit, session)
+            return attempt
+    """
+    if unit.stash.get(key, False):
+        yield False
+        return
+    unit.stash[key] = True
+    try:
+        yield True
+    finally:
+        unit.stash[key] = False
 
 
 def call_again(unit: Unit, session: Session) -> Attempt:

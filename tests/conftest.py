@@ -102,3 +102,28 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+# -- recorded agent transcripts ------------------------------------------------------
+
+TRANSCRIPTS = DATA / "agent-transcripts"
+
+
+def transcript_lines(case: dict, stderr_first: bool = False) -> list[str]:
+    """The lines of one recorded case (``cases.json``), stdout then stderr or the other way round."""
+    keys = ("stderr", "stdout") if stderr_first else ("stdout", "stderr")
+    lines: list[str] = []
+    for key in keys:
+        if case[key]:
+            lines += (TRANSCRIPTS / case[key]).read_text(encoding="utf-8").splitlines()
+    return lines
+
+
+def feed_transcript(parser, lines: list[str], exit_status: int, now, variant: str = "lf"):
+    """A parser's verdict on ``lines`` as a pty would hand them over: ``crlf``
+    endings, or a line of ``noise`` after each."""
+    for line in lines:
+        parser.feed_line(line + "\r" if variant == "crlf" else line)
+        if variant == "noise":
+            parser.feed_line("Warning: something")
+    return parser.finish(exit_status, now=now)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from conftest import feed_transcript, transcript_lines
+
 from seqrun.backends.base import MAX_PARSE_ERRORS, LineParser
 from seqrun.backends.base import final_message_verdict
 from seqrun.backends.claude import ClaudeBackend
@@ -103,21 +105,11 @@ SESSION_IDS: dict[tuple[str, str], str | None] = {
 }
 
 
-def lines_of(case: dict[str, Any], stderr_first: bool = False) -> list[str]:
-    keys = ("stderr", "stdout") if stderr_first else ("stdout", "stderr")
-    lines: list[str] = []
-    for key in keys:
-        if case[key]:
-            lines += (TRANSCRIPTS / case[key]).read_text(encoding="utf-8").splitlines()
-    return lines
+lines_of = transcript_lines
 
 
 def run(parser: Any, lines: list[str], exit_status: int, variant: str = "lf") -> Verdict:
-    for line in lines:
-        parser.feed_line(line + "\r" if variant == "crlf" else line)
-        if variant == "noise":
-            parser.feed_line("Warning: something")
-    return parser.finish(exit_status, now=RECORDED)
+    return feed_transcript(parser, lines, exit_status, RECORDED, variant)
 
 
 def case_verdict(case: dict[str, Any], variant: str = "lf") -> Verdict:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from conftest import feed_transcript, transcript_lines
+
 from seqrun.backends import BUILTIN_BACKENDS as _BUILTIN_NAMES
 from seqrun.backends import load_builtin
 
@@ -53,21 +55,11 @@ UTC = timezone.utc
 VARIANTS = ("lf", "crlf", "noise", "stderr_first")
 
 
-def lines_of(case: dict[str, Any], stderr_first: bool = False) -> list[str]:
-    keys = ("stderr", "stdout") if stderr_first else ("stdout", "stderr")
-    lines: list[str] = []
-    for key in keys:
-        if case[key]:
-            lines += (TRANSCRIPTS / case[key]).read_text(encoding="utf-8").splitlines()
-    return lines
+lines_of = transcript_lines
 
 
 def run(parser: OutputParser, lines: list[str], exit_status: int, now: datetime = RECORDED, variant: str = "lf") -> Verdict:
-    for line in lines:
-        parser.feed_line(line + "\r" if variant == "crlf" else line)
-        if variant == "noise":
-            parser.feed_line("Warning: something")
-    return parser.finish(exit_status, now=now)
+    return feed_transcript(parser, lines, exit_status, now, variant)
 
 
 def verdict_of(cli: str, case_name: str, now: datetime = RECORDED) -> Verdict:
