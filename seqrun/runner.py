@@ -120,7 +120,8 @@ class RunState:
 runstate_key = StashKey[RunState]()
 tmux_session_key = StashKey[str]()
 done_before_key = StashKey[set[str]]()
-"""Node ids of tasks an earlier run completed (filled by the state plugin)."""
+"""Node ids of tasks an earlier run completed (the state plugin fills it from
+the state file; setup skips them)."""
 
 
 def runstate(config: Config) -> RunState:
@@ -362,6 +363,8 @@ def seqrun_runtest_setup(item: Task, unit: Unit, session: Session) -> None:
     opt = session.config.option
     if item.state is TaskState.DONE and item.is_leaf:
         raise Skipped("already done ([x] in tasks.md)", Kind.ALREADY_DONE)
+    if item.is_leaf and item.nodeid in session.config.stash.get(done_before_key, set()):
+        raise Skipped("already done in an earlier run (SEQUENTIAL_STATE.json)", Kind.ALREADY_DONE)
     if item.optional and not opt.include_optional:
         raise Skipped("optional task (use --include-optional to run it)", Kind.OPTIONAL)
     _check_dependencies(item, session)

@@ -26,7 +26,7 @@ import pytest
 from conftest import seqrun_env
 from seqrun import atomicfile
 from seqrun.atomicfile import atomic_write, remove_stale_temps
-from seqrun.reports.state import state_problem
+from seqrun.statefile import state_problem
 
 SPECS = Path(".kiro") / "specs"
 TASKS = SPECS / "feature" / "tasks.md"

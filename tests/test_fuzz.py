@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from seqrun.backends import BUILTIN_BACKENDS, load_builtin
 from seqrun.config import UsageError
 from seqrun.outcome import Outcome, Verdict
-from seqrun.reports.state import StateFile
+from seqrun.statefile import StateFile
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "agent-transcripts"
 PARSED = ["codex", "claude", "gemini", "opencode", "kiro", "codeagent-wrapper", "demo"]

@@ -1,542 +1,45 @@
-"""``SEQUENTIAL_STATE.json`` and ``SEQUENTIAL_PROGRESS.md``: what makes a run resumable.
+"""The state plugin: what makes a run resumable, written as the run goes.
 
-Both live where the seed script kept them, in the folder that holds the spec
-folders (``.kiro/specs/``). The state file keeps the seed's keys (``completed``,
-``halted``, ``started_at``, ``assignments``, ``halted_at``, ``halted_task``,
-``completed_at``) per spec under ``specs.<name>``, so two specs under one
-folder never mix their ids, and mirrors the spec run last at the top level,
-where the seed wrote them. A file written by the seed (those keys, no
-``spec``) is read as the state of the spec being run.
+It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
+:mod:`seqrun.statefile`) before the run, publishes what earlier runs
+completed (the runner skips it) and how many attempts each task had (the
+count goes on), and writes the file when the run starts, when each agent
+starts, after each attempt and after each task; it appends one
+``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`).
 
-Per spec, beside the seed's keys: ``failed`` (ids whose last verdict was a
-failure or an error) and ``tasks`` (per task: status, kind, title, attempts,
-duration, last_error, backend, log, rate_limit_waits, usage, updated_at, and
-``history``: one record per attempt — attempt, run_id, started_at, duration,
-outcome, kind, reason, backend, log, prompt, session_id, usage — the last
-:data:`HISTORY_LIMIT`, with ``history_dropped`` counting the older ones).
-``attempts`` counts the task's attempts over every run. A task's status is
-``running`` while its agent runs; a run that was killed leaves it so, and the
-next run turns it into ``interrupted`` and adds the attempt in flight to the
-history (or ``passed`` when tasks.md has it ticked: the kill came between the
-tick and the record). An interrupted task is not ``failed``: it runs again.
-A run stopped while it waited (``--delay``, a rate limit) puts back what the
-record said before, keeping the attempts it made.
-
-The state is written when the run starts, when each agent starts, after each
-attempt and after each task, atomically (temporary file, fsync, rename): a crash at any instant
-leaves the previous or the new file, both valid JSON. Every write re-reads the
-file under an ``flock`` of its folder and replaces only the specs this run
-owns, so two runs of two specs of one folder (each holds its own spec lock)
-never lose each other's records. The progress file is append-only, one
-``## Iteration N`` entry per dispatch (each attempt, rate-limited ones
-included and marked so), each written with a single ``write`` and fsync'd.
-
-A corrupt or unreadable state file is a usage error (exit 4) that names the
-file and leaves it untouched; ``--fresh`` copies it to a backup and forgets
-the record of the specs being run.
+A run stopped while it waited (``--delay``, a rate limit) puts back what a
+task's record said before this run marked it running, keeping the attempts it
+made: a wait holds nothing against a task.
 """
 from __future__ import annotations
 
 import argparse
-import fcntl
-import json
-import os
-import re
-import shutil
-import stat
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskState, Unit
-from seqrun.outcome import Attempt, Kind, Outcome, Skipped, TaskReport
+from seqrun.nodes import Spec, Task, Unit
+from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
+from seqrun.reports.progress import ProgressLog, progress_path_for
 from seqrun.runner import done_before_key
+from seqrun.statefile import (
+    RUNNING,
+    STATE_NAME,
+    AttemptRecord,
+    StateFile,
+    add_history,
+    attempts_of,
+    begin_run,
+    restore,
+    state_path,
+    utc,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from seqrun.main import Session
-
-STATE_NAME = "SEQUENTIAL_STATE.json"
-PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
-FORMAT_VERSION = 2
-SEED_KEYS = ("completed", "halted", "started_at", "assignments", "halted_at", "halted_task", "completed_at")
-RUNNING = "running"
-INTERRUPTED = "interrupted"
-INTERRUPTED_ERROR = "interrupted: seqrun stopped while this task ran (killed, crashed or power cut)"
-#: How long a save waits for another seqrun's save of the same file.
-LOCK_WAIT = 10.0
-
-
-def utcnow() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def state_path(spec: Spec) -> Path:
-    return spec.folder.parent / STATE_NAME
-
-
-def progress_path(spec: Spec) -> Path:
-    return spec.folder.parent / PROGRESS_NAME
-
-
-def new_spec_state() -> dict[str, Any]:
-    return {
-        "completed": [],
-        "halted": False,
-        "started_at": None,
-        "assignments": {},
-        "halted_at": None,
-        "halted_task": None,
-        "completed_at": None,
-        "failed": [],
-        "tasks": {},
-    }
-
-
-# -- reading and checking ----------------------------------------------------------------
-
-
-def read_state(path: Path) -> dict[str, Any] | None:
-    """The parsed and checked state file, None when there is none.
-
-    Anything else — not a regular file, unreadable, not UTF-8, not JSON, not
-    the expected shape — is a one-line :class:`UsageError` naming the file;
-    the file is never modified.
-    """
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        # Opening a FIFO would block forever; a folder cannot be replaced by a file.
-        raise UsageError(f"state file {path} is not a regular file; remove it, or move it away")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"state file {path} is corrupt ({_one_line(exc)}); fix it, or start over "
-                         "with --fresh (the old file is kept as a backup)") from None
-    problem = state_problem(data)
-    if problem:
-        raise UsageError(f"state file {path}: {problem}; fix it, or start over with --fresh "
-                         "(the old file is kept as a backup)")
-    return data
-
-
-def state_problem(data: Any) -> str | None:
-    """What makes ``data`` unusable as a state file, or None.
-
-    Only what seqrun reads or updates is checked (lists it appends to, objects
-    it updates); other values are carried over as they are.
-    """
-    if not isinstance(data, dict):
-        return f"not a JSON object (a JSON {_json_type(data)})"
-    specs = data.get("specs", {})
-    if not isinstance(specs, dict):
-        return f"'specs' is not an object (a JSON {_json_type(specs)})"
-    for name, state in [(None, data), *specs.items()]:
-        where = "at the top level" if name is None else f"of spec {name!r}"
-        if not isinstance(state, dict):
-            return f"the record {where} is not an object (a JSON {_json_type(state)})"
-        problem = _spec_state_problem(state)
-        if problem:
-            return f"{problem} {where}"
-    return None
-
-
-def _spec_state_problem(state: dict[str, Any]) -> str | None:
-    for key in ("completed", "failed"):
-        value = state.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list):
-            return f"'{key}' is not a list (a JSON {_json_type(value)})"
-        if not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in value):
-            return f"'{key}' holds something other than task ids"
-    for key in ("assignments", "tasks"):
-        value = state.get(key)
-        if value is not None and not isinstance(value, dict):
-            return f"'{key}' is not an object (a JSON {_json_type(value)})"
-    for task_id, entry in (state.get("tasks") or {}).items():
-        if not isinstance(entry, dict):
-            return f"'tasks.{task_id}' is not an object (a JSON {_json_type(entry)})"
-    return None
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-    return names.get(type(value), "number")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def normalized(state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` with every key seqrun uses present and ids as strings (in place)."""
-    for key, default in new_spec_state().items():
-        if state.get(key) is None and default is not None:
-            state[key] = default
-        else:
-            state.setdefault(key, default)
-    # The seed may have written numbers; ids are strings everywhere else.
-    state["completed"] = _unique(str(x) for x in state["completed"])
-    state["failed"] = _unique(str(x) for x in state["failed"])
-    return state
-
-
-def _unique(ids: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
-
-
-# -- the file ----------------------------------------------------------------------------------
-
-
-class _FolderLock:
-    """An ``flock`` on a folder, serialising read-merge-write of its state file.
-
-    Best effort: where ``flock`` is unsupported or another process holds it
-    for more than :data:`LOCK_WAIT` seconds, the save goes ahead unlocked
-    (``held`` is then False) rather than stopping the run.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.fd: int | None = None
-        self.held = False
-
-    def __enter__(self) -> _FolderLock:
-        try:
-            self.fd = os.open(self.folder, os.O_RDONLY)
-        except OSError:
-            return self
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.held = True
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return self
-                time.sleep(0.01)
-            except OSError:
-                return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the lock
-            self.fd = None
-
-
-@dataclass
-class StateFile:
-    """One ``SEQUENTIAL_STATE.json`` (shared by every spec of its folder)."""
-
-    path: Path
-    data: dict[str, Any] = field(default_factory=dict)
-    owned: list[str] = field(default_factory=list)
-    """Specs this run reads and writes; the others are kept as found on disk."""
-    changed: set[tuple[str, str]] = field(default_factory=set)
-    """(spec, task id) records changed since the last save."""
-    _encoded: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
-    _written: tuple[int, int, int] | None = field(default=None, repr=False)
-
-    @classmethod
-    def load(cls, path: Path) -> StateFile:
-        """Read the file; a corrupt or unreadable one is a usage error and is
-        left exactly as it is."""
-        data = read_state(path)
-        file = cls(path, data if data is not None else {"version": FORMAT_VERSION, "specs": {}})
-        file.data.setdefault("specs", {})
-        file._clear_leftovers()
-        return file
-
-    @classmethod
-    def fresh(cls, path: Path, names: Iterable[str]) -> tuple[StateFile, Path | None]:
-        """``--fresh``: back the file up, then forget specs ``names`` (the
-        whole file when it cannot be used). Returns the file and the backup."""
-        if not os.path.lexists(path):
-            return cls.load(path), None
-        try:
-            info = path.stat()
-        except OSError as exc:
-            raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"state file {path} is not a regular file; remove it, or move it away")
-        backup = _backup_name(path)
-        try:
-            shutil.copy2(path, backup)
-        except OSError as exc:
-            raise UsageError(f"--fresh: cannot back up {path} to {backup.name}: "
-                             f"{exc.strerror or exc}") from None
-        try:
-            data: Any = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            data = {}
-        if isinstance(data, dict):
-            if isinstance(data.get("specs"), dict):
-                for name in names:
-                    data["specs"].pop(name, None)
-            # The top-level keys are only a mirror (or the seed's record, which
-            # would otherwise be adopted again): drop them.
-            for key in ("spec", *SEED_KEYS):
-                data.pop(key, None)
-        if state_problem(data):
-            data = {}  # unusable beyond repair; the backup keeps every byte
-        file = cls(path, data)
-        file.data.setdefault("specs", {})
-        file._clear_leftovers()
-        return file, backup
-
-    def _clear_leftovers(self) -> None:
-        # Temporary files of a save that was killed: removed under the lock,
-        # when no other seqrun can have one in flight.
-        if not self.path.parent.is_dir():
-            return
-        with _FolderLock(self.path.parent) as lock:
-            if lock.held:
-                remove_stale_temps(self.path)
-
-    def for_spec(self, name: str) -> dict[str, Any]:
-        """The state of spec ``name``, adopting a seed-written file (top-level
-        keys, no ``spec``) as this spec's; ``name`` becomes owned by this run."""
-        specs = self.data.setdefault("specs", {})
-        if name not in specs:
-            state = new_spec_state()
-            if self._holds_seed_record():
-                for key in SEED_KEYS:
-                    if key in self.data:
-                        state[key] = self.data[key]
-                self.data["adopted_seed_state"] = name
-            specs[name] = state
-        if name not in self.owned:
-            normalized(specs[name])
-            self.owned.append(name)
-        return specs[name]
-
-    def _holds_seed_record(self) -> bool:
-        return ("spec" not in self.data and "adopted_seed_state" not in self.data
-                and any(k in self.data for k in SEED_KEYS))
-
-    def save(self, current: str, *, durable: bool = True) -> None:
-        """Write the file, the seed's keys at the top level mirroring spec
-        ``current``. Specs this run does not own are taken from the file as
-        it is now, not as it was when this run read it. ``durable=False``
-        skips the fsyncs (still atomic): for records a power cut may lose."""
-        with _FolderLock(self.path.parent):
-            self._merge_from_disk()
-            self.data["version"] = FORMAT_VERSION
-            self.data["spec"] = current
-            for key in SEED_KEYS:
-                self.data[key] = self.data["specs"][current].get(key)
-            # The seed's keys first: a person opening the file sees them at once.
-            ordered = {k: self.data[k] for k in ("spec", *SEED_KEYS, "version", "specs")}
-            ordered.update((k, v) for k, v in self.data.items() if k not in ordered)
-            self.data = ordered
-            text = self._encode(ordered)
-            # A lone surrogate (undecodable agent output) becomes a JSON \u
-            # escape instead of an error or invalid UTF-8.
-            atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
-            self._written = _identity(self.path)
-
-    def _encode(self, data: dict[str, Any]) -> str:
-        """The file's text: keys one per line, each task record on one line.
-
-        Only task records that changed since the last save are encoded again
-        (``changed``), so a save costs the same at task 800 as at task 8;
-        everything is encoded by the C json encoder (``indent`` would fall
-        back to the slow pure-Python one).
-        """
-        lines = ["{"]
-        top = [(k, v) for k, v in data.items()]
-        for i, (key, value) in enumerate(top):
-            comma = "," if i < len(top) - 1 else ""
-            if key == "specs":
-                lines.append('  "specs": {')
-                names = list(value)
-                for j, name in enumerate(names):
-                    lines.append(f"    {_dumps(name)}: {{")
-                    self._encode_spec(name, value[name], lines)
-                    lines.append("    }" + ("," if j < len(names) - 1 else ""))
-                lines.append("  }" + comma)
-            else:
-                lines.append(f"  {_dumps(key)}: {_dumps(value)}{comma}")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-
-    def _encode_spec(self, name: str, state: Any, lines: list[str]) -> None:
-        if not isinstance(state, dict):
-            lines[-1] = f"    {_dumps(name)}: {_dumps(state)}"
-            lines.append("    ")
-            return
-        items = list(state.items())
-        cache = self._encoded.setdefault(name, {}) if name in self.owned else {}
-        for i, (key, value) in enumerate(items):
-            comma = "," if i < len(items) - 1 else ""
-            if key != "tasks" or not isinstance(value, dict):
-                lines.append(f"      {_dumps(key)}: {_dumps(value)}{comma}")
-                continue
-            lines.append('      "tasks": {')
-            ids = list(value)
-            for j, task_id in enumerate(ids):
-                record = cache.get(task_id) if (name, task_id) not in self.changed else None
-                if record is None:
-                    record = f"        {_dumps(task_id)}: {_dumps(value[task_id])}"
-                    if name in self.owned:
-                        cache[task_id] = record
-                lines.append(record + ("," if j < len(ids) - 1 else ""))
-            lines.append("      }" + comma)
-        self.changed = {c for c in self.changed if c[0] != name}
-
-    def touch(self, spec: str, task_id: str) -> None:
-        """A task's record changed: encode it again at the next save."""
-        self.changed.add((spec, task_id))
-
-    def _merge_from_disk(self) -> None:
-        if self._written is not None and _identity(self.path) == self._written:
-            return  # nobody else wrote it since our last save: nothing to merge
-        self._encoded.clear()  # specs of other runs may have changed
-        try:
-            disk = read_state(self.path)
-        except UsageError:
-            disk = None  # damaged since we read it: our view is the best there is
-        if not disk:
-            return
-        mine = {name: self.data["specs"][name] for name in self.owned}
-        specs = {k: v for k, v in disk.get("specs", {}).items() if k not in mine}
-        specs.update(mine)
-        extra = {k: v for k, v in disk.items() if k not in self.data and k not in ("specs", "spec", *SEED_KEYS)}
-        self.data.update(extra)
-        self.data["specs"] = specs
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    """What tells our last write of the file from anybody else's."""
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
-
-
-def _backup_name(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate = path.with_name(f"{path.name}.{stamp}.bak")
-    n = 1
-    while os.path.lexists(candidate):  # two --fresh in one second keep both backups
-        n += 1
-        candidate = path.with_name(f"{path.name}.{stamp}-{n}.bak")
-    return candidate
-
-
-# -- the progress log ---------------------------------------------------------------------------
-
-_ITERATION = re.compile(rb"^## Iteration (\d+)", re.M)
-
-
-class ProgressLog:
-    """Appends ``## Iteration N`` entries, the seed's progress format.
-
-    N continues from the highest number already in the file, which is
-    re-scanned only from where this run last looked (entries appended by
-    another run in between are counted; the cost does not grow with the file).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.known_size = 0
-        self.iteration = 0
-        try:
-            info = path.stat()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"progress file {path} is not a regular file; remove it, or move it away")
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            self._scan(fd, os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
-
-    def _scan(self, fd: int, size: int) -> None:
-        """Count the entries between what this run knows and ``size``."""
-        if size < self.known_size:  # truncated or replaced: start again
-            self.known_size, self.iteration = 0, 0
-        start = self.known_size
-        chunk = os.pread(fd, size - start, start) if size > start else b""
-        for m in _ITERATION.finditer(chunk):
-            # A match at the chunk's start is a heading only if a line starts there.
-            if m.start() == 0 and start > 0 and os.pread(fd, 1, start - 1) != b"\n":
-                continue
-            self.iteration = max(self.iteration, int(m.group(1)))
-        self.known_size = size
-
-    def append(self, spec: str, title: str, attempt: Attempt, log: str | None) -> None:
-        """One ``## Iteration N`` entry for one dispatch (one attempt)."""
-        from seqrun.text import printable
-
-        verdict = attempt.verdict
-        message = " ".join(printable(verdict.reason or verdict.final_message or "").split())
-        status = attempt.outcome.value
-        if attempt.outcome is not Outcome.PASSED and attempt.kind.value != status:
-            status = f"{status} ({attempt.kind.value})"
-        if attempt.outcome is Outcome.RATE_LIMITED:
-            status += ", retried after the wait; not counted as an iteration of --max-iterations"
-        members = [m for m in attempt.members if m != attempt.task_id]
-        entry = (
-            f"- **Task**: {spec}::{attempt.task_id} {printable(title)}\n"
-            + (f"- **Subtasks**: {', '.join(members)}\n" if members else "")
-            + f"- **Status**: {status}\n"
-            f"- **Time**: {utcnow()} ({attempt.duration:.1f}s, attempt {attempt.number})\n"
-            f"- **Message**: {message[:500]}\n"
-            + (f"- **Log**: {log}\n" if log else "")
-        )
-        self._append_entry(entry)
-
-    def _append_entry(self, body: str) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            # Another seqrun (another spec of this folder) may append too.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = os.fstat(fd).st_size
-            if size != self.known_size:
-                self._scan(fd, size)
-            self.iteration += 1
-            entry = f"## Iteration {self.iteration}\n\n{body}\n"
-            if size == 0:
-                prefix = "# Sequential progress\n\n"
-            elif os.pread(fd, 1, size - 1) != b"\n":
-                prefix = "\n\n"  # an entry cut short by a crash, or a hand edit
-            else:
-                prefix = ""
-            data = (prefix + entry).encode("utf-8", errors="replace")
-            os.write(fd, data)
-            os.fsync(fd)
-            self.known_size = size + len(data)
-        finally:
-            os.close(fd)
-
-
-# -- the plugin -----------------------------------------------------------------------------------
 
 
 class StatePlugin:
@@ -584,7 +87,7 @@ class StatePlugin:
         first: dict[Path, str] = {}
         for spec in specs:
             _, state = self._state(spec)
-            _begin_run(state, spec)
+            begin_run(state, spec)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
@@ -618,13 +121,11 @@ class StatePlugin:
 
     @hookimpl
     def seqrun_runtest_setup(self, item: Task, unit: Unit, session: Session) -> None:
-        if item.is_leaf and item.nodeid in self.config.stash.get(done_before_key, set()):
-            raise Skipped(f"already done in an earlier run ({STATE_NAME})", Kind.ALREADY_DONE)
         spec = item.spec
         if item is unit.task and spec is not None and spec.nodeid in self.spec_of:
             # Attempts are numbered over the task's life: continue the count.
             tasks = self._state(spec)[1]["tasks"]
-            counts = [_attempts_of(tasks.get(t.id)) for t in (item, *unit.subtasks)]
+            counts = [attempts_of(tasks.get(t.id)) for t in (item, *unit.subtasks)]
             unit.past_attempts = max(unit.past_attempts, *counts)
 
     @hookimpl
@@ -653,7 +154,7 @@ class StatePlugin:
         record = self._history_record(attempt)
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
-            entry["attempts"] = max(_attempts_of(entry), attempt.number)
+            entry["attempts"] = max(attempts_of(entry), attempt.number)
             add_history(entry, record)
             file.touch(spec.name, member.id)
         # The attempt's record before its progress entry, and before any retry
@@ -662,8 +163,8 @@ class StatePlugin:
         file.save(current=spec.name, durable=False)
         self.progress[file.path].append(spec.name, item.title, attempt, record["log"])
 
-    def _history_record(self, attempt: Attempt) -> dict[str, Any]:
-        record: dict[str, Any] = {
+    def _history_record(self, attempt: Attempt) -> AttemptRecord:
+        record: AttemptRecord = {
             "attempt": attempt.number,
             "run_id": attempt.run_id,
             "started_at": utc(attempt.started_at),
@@ -703,7 +204,7 @@ class StatePlugin:
             status=report.outcome.value,
             kind=report.kind.value,
             title=report.title,
-            attempts=max(_attempts_of(entry), report.attempt_number),
+            attempts=max(attempts_of(entry), report.attempt_number),
             duration=round(report.duration, 3),
             updated_at=utcnow(),
             last_error=None if report.passed else report.reason or None,
@@ -736,7 +237,7 @@ class StatePlugin:
             for (name, task_id), before in list(self.before_running.items()):
                 entry = state["tasks"].get(task_id) if name == spec.name else None
                 if entry is not None and entry.get("status") == RUNNING:
-                    _restore(entry, before)
+                    restore(entry, before)
                     file.touch(spec.name, task_id)
             items = [i for i in session.items if i.spec is spec]
             completed = set(state["completed"])
@@ -745,83 +246,6 @@ class StatePlugin:
             if session.halted and not state.get("halted"):
                 state.update(halted=True, halted_at=utcnow())
             file.save(current=spec.name)
-
-
-def _restore(entry: dict[str, Any], before: dict[str, Any]) -> None:
-    """Put back what a task's record said before this run marked it running,
-    keeping what is true now: its attempts and their history."""
-    kept = {k: entry[k] for k in ("attempts", "history", "history_dropped") if k in entry}
-    entry.clear()
-    entry.update(before)
-    entry.update(kept)
-    if "status" not in entry:
-        entry["status"] = Outcome.SKIPPED.value
-        entry["kind"] = Kind.NOT_REACHED.value
-
-
-#: Attempt records kept per task; older ones are counted in ``history_dropped``.
-HISTORY_LIMIT = 20
-
-
-def add_history(entry: dict[str, Any], record: dict[str, Any]) -> None:
-    """Append ``record`` to a task's bounded ``history`` (once per attempt)."""
-    history = entry.get("history")
-    if not isinstance(history, list):
-        history = entry["history"] = []
-    if history and isinstance(history[-1], dict) and history[-1].get("attempt") == record["attempt"] \
-            and history[-1].get("run_id") == record.get("run_id"):
-        return  # a unit's record shared by its subtasks: already there
-    history.append(record)
-    if len(history) > HISTORY_LIMIT:
-        dropped = len(history) - HISTORY_LIMIT
-        del history[:dropped]
-        entry["history_dropped"] = int(entry.get("history_dropped") or 0) + dropped
-
-
-def _attempts_of(entry: Any) -> int:
-    value = entry.get("attempts") if isinstance(entry, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def utc(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def progress_path_for(state_file: Path) -> Path:
-    return state_file.with_name(PROGRESS_NAME)
-
-
-def _begin_run(state: dict[str, Any], spec: Spec) -> None:
-    """A new run of ``spec``: not halted, not complete, and what a killed run
-    left ``running`` is now known to have been interrupted — or to have
-    passed, when tasks.md has it ticked (seqrun ticks a task after its
-    verdict and records it just after: a kill in between lost only the record)."""
-    state["started_at"] = utcnow()
-    state["halted"] = False
-    state["halted_at"] = state["halted_task"] = None
-    state["completed_at"] = None
-    ticked = {t.id for t in spec.iter_tasks() if t.state is TaskState.DONE}
-    for task_id, entry in state["tasks"].items():
-        if entry.get("status") != RUNNING:
-            continue
-        if task_id in ticked:
-            entry.update(status=Outcome.PASSED.value, kind=Kind.PASSED.value, last_error=None)
-            if task_id not in state["completed"]:
-                state["completed"].append(task_id)
-            if task_id in state["failed"]:
-                state["failed"].remove(task_id)
-            continue
-        entry.update(status=INTERRUPTED, kind=Kind.INTERRUPTED.value, last_error=INTERRUPTED_ERROR)
-        number = _attempts_of(entry)
-        history = entry.get("history")
-        if number and not (isinstance(history, list) and history and isinstance(history[-1], dict)
-                           and history[-1].get("attempt") == number):
-            # The attempt in flight when seqrun was killed is an attempt too.
-            add_history(entry, {"attempt": number, "run_id": None, "started_at": entry.get("updated_at"),
-                                "duration": None, "outcome": Outcome.INTERRUPTED.value,
-                                "kind": Kind.INTERRUPTED.value, "reason": INTERRUPTED_ERROR,
-                                "backend": entry.get("backend"), "log": entry.get("log"),
-                                "prompt": None, "session_id": None})
 
 
 @hookimpl
