@@ -38,6 +38,7 @@ the record of the specs being run.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import shutil
@@ -293,7 +294,7 @@ class StateFile:
     """Specs this run reads and writes; the others are kept as found on disk."""
     changed: set[tuple[str, str]] = field(default_factory=set)
     """(spec, task id) records changed since the last save."""
-    _encoded: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    _encoded: dict[str, tuple[list[str], dict[str, int]]] = field(default_factory=dict, repr=False)
     _written: tuple[int, int, int] | None = field(default=None, repr=False)
 
     @classmethod
@@ -425,23 +426,41 @@ class StateFile:
             lines.append("    ")
             return
         items = list(state.items())
-        cache = self._encoded.setdefault(name, {}) if name in self.owned else {}
         for i, (key, value) in enumerate(items):
             comma = "," if i < len(items) - 1 else ""
             if key != "tasks" or not isinstance(value, dict):
                 lines.append(f"      {_dumps(key)}: {_dumps(value)}{comma}")
                 continue
             lines.append('      "tasks": {')
-            ids = list(value)
-            for j, task_id in enumerate(ids):
-                record = cache.get(task_id) if (name, task_id) not in self.changed else None
-                if record is None:
-                    record = f"        {_dumps(task_id)}: {_dumps(value[task_id])}"
-                    if name in self.owned:
-                        cache[task_id] = record
-                lines.append(record + ("," if j < len(ids) - 1 else ""))
+            records = self._task_records(name, value)
+            if records:
+                lines.append(",\n".join(records))
             lines.append("      }" + comma)
         self.changed = {c for c in self.changed if c[0] != name}
+
+    def _task_records(self, name: str, tasks: dict[str, Any]) -> list[str]:
+        """Each task record of spec ``name`` as one encoded line, in order.
+
+        For a spec this run owns, the lines are kept between saves with each
+        task's place: a save re-encodes the changed records and replaces them
+        in place, so its Python work does not grow with the number of tasks.
+        """
+        if name not in self.owned:
+            return [f"        {_dumps(k)}: {_dumps(v)}" for k, v in tasks.items()]
+        cached = self._encoded.get(name)
+        if cached is None or len(cached[1]) > len(tasks):
+            lines = [f"        {_dumps(k)}: {_dumps(v)}" for k, v in tasks.items()]
+            self._encoded[name] = (lines, {k: i for i, k in enumerate(tasks)})
+            return lines
+        lines, place = cached
+        # Records are only ever added at the end (a dict keeps insertion order).
+        for task_id in itertools.islice(tasks, len(place), None):
+            place[task_id] = len(lines)
+            lines.append(f"        {_dumps(task_id)}: {_dumps(tasks[task_id])}")
+        for spec, task_id in self.changed:
+            if spec == name and task_id in place:
+                lines[place[task_id]] = f"        {_dumps(task_id)}: {_dumps(tasks[task_id])}"
+        return lines
 
     def touch(self, spec: str, task_id: str) -> None:
         """A task's record changed: encode it again at the next save."""

@@ -14,6 +14,7 @@ made: a wait holds nothing against a task.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,10 @@ class StatePlugin:
             return None
         if self._invocation_dir is None:
             self._invocation_dir = self.config.invocation_dir.resolve()
+        text = os.fspath(path)
+        prefix = os.fspath(self._invocation_dir) + os.sep
+        if text.startswith(prefix) and "/../" not in text:
+            return text[len(prefix):]  # the usual case, without a resolve() per path
         try:
             return Path(path).resolve().relative_to(self._invocation_dir).as_posix()
         except (ValueError, OSError):
@@ -157,10 +162,11 @@ class StatePlugin:
             entry["attempts"] = max(attempts_of(entry), attempt.number)
             add_history(entry, record)
             file.touch(spec.name, member.id)
-        # The attempt's record before its progress entry, and before any retry
-        # starts (a kill during the wait keeps it). Not fsync'd: the task's
-        # report, or the next attempt, writes the file again.
-        file.save(current=spec.name, durable=False)
+        # Before its progress entry, and before any retry starts: a kill during
+        # the wait keeps it. A passed or halted attempt is the task's last,
+        # and its report saves the file a moment later.
+        if attempt.outcome not in (Outcome.PASSED, Outcome.HALTED):
+            file.save(current=spec.name, durable=False)
         self.progress[file.path].append(spec.name, item.title, attempt, record["log"])
 
     def _history_record(self, attempt: Attempt) -> AttemptRecord:
