@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from seqrun.config import Config
     from seqrun.main import Session
     from seqrun.nodes import Spec, Task, Unit
-    from seqrun.outcome import Attempt, TaskReport, Verdict
+    from seqrun.outcome import Attempt, PreviousAttempt, TaskReport, Verdict
     from seqrun.runner import CallInfo
 
 hookspec = pluggy.HookspecMarker("seqrun")
@@ -238,9 +238,37 @@ def seqrun_register_backends(register: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def seqrun_build_prompt(task: Task, subtasks: list[Task], session: Session) -> str | None:
-    """The text sent to the agent for one dispatch. Return None to leave it to
-    the next implementation (the built-in one uses ``--prompt-template``)."""
+def seqrun_build_prompt(task: Task, subtasks: list[Task], session: Session, unit: Unit,
+                        previous: PreviousAttempt | None, resume_session: str | None) -> str | None:
+    """The text sent to the agent for one attempt. Return None to leave it to
+    the next implementation (the built-in one uses ``--prompt-template``).
+
+    :param previous: the attempt this one follows (this run's, or the state
+        file's last when it did not pass), None on a first attempt.
+    :param resume_session: the CLI session this attempt continues, when it
+        does (``--resume``): the built-in prompt is then a short continuation.
+    """
+
+
+@hookspec(firstresult=True)
+def seqrun_attempt_feedback(task: Task, unit: Unit, previous: PreviousAttempt, session: Session) -> str | None:
+    """The "Previous attempt" section of the next attempt's prompt (the
+    ``{previous_attempt}`` placeholder): its kind, reason, final message and
+    verification output. Return a text to replace it (``""`` for none), or
+    wrap the hook to add to it; the built-in implementation is ``trylast``."""
+
+
+@hookspec
+def seqrun_prompt_notes(task: Task, unit: Unit, session: Session) -> str | None:
+    """Sections for the prompt's ``{notes}`` (how the work will be checked…);
+    every implementation's text is included, in hook order."""
+
+
+@hookspec(firstresult=True)
+def seqrun_resume_session(item: Task, unit: Unit, previous: PreviousAttempt, backend: Backend,
+                          session: Session) -> str | None:
+    """The CLI session id the next attempt continues, or None for a fresh
+    session (``--resume``: :mod:`seqrun.resume`)."""
 
 
 @hookspec(firstresult=True)

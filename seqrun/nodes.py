@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from seqrun.stash import Stash
 
 if TYPE_CHECKING:
-    from seqrun.outcome import Attempt
+    from seqrun.outcome import Attempt, PreviousAttempt
 
 
 class TaskState(str, enum.Enum):
@@ -197,6 +197,9 @@ class Unit:
     """This session's attempts, in order (appended as each one ends)."""
     past_attempts: int = 0
     """Attempts made in earlier runs (from the state file): numbering continues."""
+    previous: PreviousAttempt | None = None
+    """The last attempt of an earlier run, when it did not pass (from the
+    state file): the first attempt of this run learns from it."""
     stash: Stash = field(default_factory=Stash)
     """Per-unit storage for plugins (retry counters, baselines)."""
     sections: dict[Task, list[tuple[str, str]]] = field(default_factory=dict)
@@ -204,6 +207,15 @@ class Unit:
     @property
     def members(self) -> list[Task]:
         return self.subtasks or [self.task]
+
+    @property
+    def last_attempt(self) -> PreviousAttempt | None:
+        """The attempt the next one follows: this run's last, else an earlier run's."""
+        if self.attempts:
+            from seqrun.outcome import PreviousAttempt
+
+            return PreviousAttempt.from_attempt(self.attempts[-1])
+        return self.previous
 
     def add_report_section(self, task: Task, key: str, content: str) -> None:
         """Add a titled block of text to ``task``'s report (as pytest's ``item.add_report_section``)."""

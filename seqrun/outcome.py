@@ -220,6 +220,56 @@ class Attempt:
         return tail(self.verdict.final_message)
 
 
+#: Kinds of an attempt that was cut off before it could finish: the next
+#: attempt may continue its session (``--resume auto``).
+CUT_OFF = frozenset({Kind.TIMEOUT, Kind.IDLE_TIMEOUT, Kind.RATE_LIMITED, Kind.INTERRUPTED, Kind.KILLED})
+
+
+@dataclass(frozen=True)
+class PreviousAttempt:
+    """What the next attempt learns from the last one: from this run's
+    :class:`Attempt`, or from the state file's history (``--lf`` the next morning)."""
+
+    number: int
+    outcome: Outcome
+    kind: Kind
+    reason: str = ""
+    final_message: str = ""
+    """Its tail (:data:`FINAL_MESSAGE_TAIL` characters)."""
+    checks: tuple[Check, ...] = ()
+    session_id: str | None = None
+    backend: str | None = None
+
+    @property
+    def cut_off(self) -> bool:
+        return self.kind in CUT_OFF
+
+    @classmethod
+    def from_attempt(cls, attempt: Attempt) -> PreviousAttempt:
+        return cls(attempt.number, attempt.outcome, attempt.kind, attempt.reason, attempt.final_message_tail,
+                   attempt.verdict.checks, attempt.session_id, attempt.backend)
+
+    @classmethod
+    def from_record(cls, record: dict[str, object]) -> PreviousAttempt | None:
+        """From a state-file history record; None when it is not one."""
+        try:
+            outcome, kind = Outcome(record["outcome"]), Kind(record["kind"])
+            number = record["attempt"]
+        except (KeyError, ValueError, TypeError):
+            return None
+        if not isinstance(number, int):
+            return None
+        checks = []
+        for raw in record.get("checks") or ():
+            if isinstance(raw, dict) and isinstance(raw.get("command"), str):
+                status = raw.get("exit_status")
+                checks.append(Check(raw["command"], status if isinstance(status, int) else None,
+                                    bool(raw.get("passed")), str(raw.get("output_tail") or "")))
+        text = lambda key: value if isinstance(value := record.get(key), str) else ""  # noqa: E731
+        return cls(number, outcome, kind, text("reason"), text("final_message"), tuple(checks),
+                   text("session_id") or None, text("backend") or None)
+
+
 @dataclass(frozen=True)
 class TaskReport:
     """The result of one task in this session, for every reporter."""

@@ -1,10 +1,22 @@
-"""The prompt sent to the agent for one dispatch (``seqrun_build_prompt``).
+"""The prompt sent to the agent for one attempt (``seqrun_build_prompt``).
 
 The default carries what the seed script's prompt had: the task id and title,
 its subtasks (``--dispatch unit``), details and requirement ids, the paths of
-the spec's documents and of the state and progress files, the markers and the
-rules. ``--prompt-template FILE`` replaces the text; ``{name}`` placeholders
-are filled from :func:`prompt_fields`.
+the spec's documents (those that exist) and of the state and progress files,
+the markers and the rules; and what makes a rerun learn:
+
+- the parent tasks' titles and details, so a leaf is never read out of context;
+- ``{previous_attempt}``: after an attempt that did not pass — in this run, or
+  in an earlier one (the state file keeps it) — its number, kind and reason,
+  the tail of its final message and of any verification output
+  (``seqrun_attempt_feedback`` replaces or extends it);
+- ``{notes}``: what plugins say about the task, e.g. which commands will
+  verify it (``seqrun_prompt_notes``).
+
+An attempt that continues the CLI's own session (``--resume``) gets a short
+continuation prompt instead: what cut the session off, and to go on.
+``--prompt-template FILE`` replaces the text; ``{name}`` placeholders are
+filled from :func:`prompt_fields`.
 """
 from __future__ import annotations
 
@@ -16,7 +28,8 @@ import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Task
+from seqrun.nodes import Task, Unit
+from seqrun.outcome import Outcome, PreviousAttempt
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
@@ -28,17 +41,13 @@ You are implementing one task of the spec "{spec_name}", working in {workdir}.
 ## Task {task_id}: {task_title}
 Task ID: {task_id}
 
-{task_block}
+{parent_block}{task_block}{previous_attempt}
 ## Inputs
-- Requirements: {requirements_md}
-- Design: {design_md}
-- Task list: {tasks_md}
-- Run state: {state_file}
-- Progress log: {progress_file}
+{inputs}
 
-Read the requirements and design documents first, then do the task above and
-nothing else: other tasks of the list are run separately, one at a time.
-
+Read the documents above first, then do the task above and nothing else:
+other tasks of the list are run separately, one at a time.
+{notes}
 ## Rules
 - Make the change completely: code, tests, and the checks the project uses.
 - Do not mark tasks in {tasks_md} yourself; seqrun ticks them when you finish.
@@ -47,6 +56,75 @@ nothing else: other tasks of the list are run separately, one at a time.
 - When the task is complete and verified, end your final message with {done_marker}
 - If you are blocked and need a human, explain why and end your final message with {halt_marker}
 """
+
+
+CONTINUE_TEMPLATE = """\
+Your previous run on task {task_id} ("{task_title}") of the spec "{spec_name}" was cut off:
+{cut_off_reason}
+
+Continue the same task from where you stopped. Check what is already done in
+the working tree ({workdir}) before you change anything, and run the project's
+checks again rather than trusting results from before the interruption.
+{notes}
+When the task is complete and verified, end your final message with {done_marker}
+If you are blocked and need a human, explain why and end your final message with {halt_marker}
+"""
+
+#: Bounds of the feedback: a final message's tail, a verification output's tail.
+FEEDBACK_MESSAGE_CHARS = 2000
+FEEDBACK_CHECK_LINES = 80
+FEEDBACK_CHECK_CHARS = 8000
+
+
+def _parent_block(task: Task) -> str:
+    """The task's ancestors, outermost first: the context of a leaf."""
+    parents = list(task.ancestors())[::-1]
+    if not parents:
+        return ""
+    lines = ["### Part of"]
+    for parent in parents:
+        lines.append(f"- {parent.id} {parent.title}".rstrip())
+        if parent.details:
+            lines += ["  " + d if d else "" for d in parent.details.splitlines()]
+    return "\n".join(lines) + "\n\n"
+
+
+def _inputs(task: Task) -> str:
+    """The spec's documents and seqrun's files, only those that exist."""
+    assert task.spec is not None
+    folder, root = task.spec.folder, task.spec.folder.parent
+    candidates = [("Requirements", folder / "requirements.md"), ("Design", folder / "design.md"),
+                  ("Task list", task.spec.tasks_file), ("Run state", root / "SEQUENTIAL_STATE.json"),
+                  ("Progress log", root / "SEQUENTIAL_PROGRESS.md")]
+    return "\n".join(f"- {label}: {path}" for label, path in candidates if path.is_file())
+
+
+def _clip_tail(text: str, lines: int, chars: int) -> str:
+    tail = "\n".join(text.splitlines()[-lines:])
+    return tail if len(tail) <= chars else "…" + tail[-(chars - 1):]
+
+
+def feedback_text(previous: PreviousAttempt) -> str:
+    """The "Previous attempt" section: what went wrong, in the agent's own
+    words and in the verification's."""
+    from seqrun.text import printable
+
+    what = "was cut off" if previous.cut_off else "did not pass"
+    lines = ["## Previous attempt", "",
+             f"Attempt {previous.number} of this task {what} ({previous.kind.value}): "
+             f"{printable(previous.reason) or previous.outcome.value}."]
+    if previous.final_message:
+        message = _clip_tail(printable(previous.final_message), 10_000, FEEDBACK_MESSAGE_CHARS)
+        lines += ["", "Its final message ended with:", "```", message, "```"]
+    for check in previous.checks:
+        if check.passed:
+            continue
+        status = "did not finish" if check.exit_status is None else f"exited {check.exit_status}"
+        output = _clip_tail(printable(check.output_tail), FEEDBACK_CHECK_LINES, FEEDBACK_CHECK_CHARS)
+        lines += ["", f"The verification `{check.command}` {status}. The end of its output:", "```",
+                  output, "```"]
+    lines += ["", "Fix what made it fail; do not only repeat what that attempt did."]
+    return "\n".join(lines) + "\n"
 
 
 def _task_block(task: Task, subtasks: list[Task]) -> str:
@@ -73,11 +151,13 @@ def _task_block(task: Task, subtasks: list[Task]) -> str:
 FIELD_NAMES = (
     "spec_name", "task_id", "task_title", "task_details", "task_block", "subtask_ids",
     "requirements", "workdir", "requirements_md", "design_md", "tasks_md", "state_file",
-    "progress_file", "done_marker", "halt_marker",
+    "progress_file", "done_marker", "halt_marker", "parent_block", "inputs", "previous_attempt",
+    "notes", "cut_off_reason",
 )
 
 
-def prompt_fields(task: Task, subtasks: list[Task], session: Session) -> dict[str, str]:
+def prompt_fields(task: Task, subtasks: list[Task], session: Session, unit: Unit | None = None,
+                  previous: PreviousAttempt | None = None) -> dict[str, str]:
     from seqrun.backends.base import DONE_MARKERS, HALT_MARKER
     from seqrun.paths import workdir
 
@@ -100,7 +180,26 @@ def prompt_fields(task: Task, subtasks: list[Task], session: Session) -> dict[st
         "progress_file": str(specs_root / "SEQUENTIAL_PROGRESS.md"),
         "done_marker": DONE_MARKERS[0],
         "halt_marker": HALT_MARKER,
+        "parent_block": _parent_block(task),
+        "inputs": _inputs(task),
+        "previous_attempt": _previous_attempt(task, unit, previous, session),
+        "notes": _notes(task, unit, session),
+        "cut_off_reason": previous.reason if previous is not None else "",
     }
+
+
+def _previous_attempt(task: Task, unit: Unit | None, previous: PreviousAttempt | None, session: Session) -> str:
+    if previous is None or previous.outcome is Outcome.PASSED or unit is None:
+        return ""
+    text = session.config.hook.seqrun_attempt_feedback(task=task, unit=unit, previous=previous, session=session)
+    return f"\n{text}" if text else ""
+
+
+def _notes(task: Task, unit: Unit | None, session: Session) -> str:
+    if unit is None:
+        return ""
+    notes = [n for n in session.config.hook.seqrun_prompt_notes(task=task, unit=unit, session=session) if n]
+    return "".join(f"\n{n.rstrip()}\n" for n in notes)
 
 
 class _Fields(dict):  # type: ignore[type-arg]
@@ -142,6 +241,15 @@ def seqrun_configure(config: Config) -> None:
 
 
 @hookimpl(trylast=True)
-def seqrun_build_prompt(task: Task, subtasks: list[Task], session: Session) -> str:
-    template = session.config.stash.get(template_key, DEFAULT_TEMPLATE)
-    return render(template, prompt_fields(task, subtasks, session))
+def seqrun_build_prompt(task: Task, subtasks: list[Task], session: Session, unit: Unit,
+                        previous: PreviousAttempt | None, resume_session: str | None) -> str:
+    if resume_session is not None:
+        template = CONTINUE_TEMPLATE
+    else:
+        template = session.config.stash.get(template_key, DEFAULT_TEMPLATE)
+    return render(template, prompt_fields(task, subtasks, session, unit, previous))
+
+
+@hookimpl(trylast=True)
+def seqrun_attempt_feedback(previous: PreviousAttempt) -> str:
+    return feedback_text(previous)

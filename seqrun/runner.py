@@ -433,7 +433,7 @@ def call_again(unit: Unit, session: Session) -> Attempt:
 
 @hookimpl(trylast=True)
 def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
-    from seqrun.backends.base import AgentCall  # with its parsers' imports: not for --co
+    from seqrun.backends.base import AgentCall, LineParser  # with its parsers' imports: not for --co
     from seqrun.backends.registry import backend_for
 
     config, opt, hook = session.config, session.config.option, session.config.hook
@@ -445,14 +445,18 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         # (a --fresh state file), so no earlier attempt's log is written over.
         unit.past_attempts = max(unit.past_attempts, highest_attempt_on_disk(folder))
     number = max(unit.past_attempts, unit.attempts[-1].number if unit.attempts else 0) + 1
-    prompt = hook.seqrun_build_prompt(task=item, subtasks=unit.subtasks, session=session)
+    previous = unit.last_attempt
+    resume = (hook.seqrun_resume_session(item=item, unit=unit, previous=previous, backend=backend, session=session)
+              if previous is not None else None)
+    prompt = hook.seqrun_build_prompt(task=item, subtasks=unit.subtasks, session=session, unit=unit,
+                                      previous=previous, resume_session=resume)
     prompt_path, log_path = folder / f"{number}.prompt.md", folder / f"{number}.log"
     folder.mkdir(parents=True, exist_ok=True)
     prompt_path.write_text(prompt, encoding="utf-8")
     agent_call = AgentCall(
         prompt=prompt, prompt_file=prompt_path.resolve(), workdir=workdir(config),
         task_id=item.id, model=opt.model or None,
-        options=config.section("backends").get(backend.name, {}),
+        options=config.section("backends").get(backend.name, {}), resume_session=resume,
     )
     invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
     if state.executor is None:  # before the attempt hook: reporters show the tmux session
@@ -462,6 +466,8 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
                                     backend=backend.name)
         parser = backend.parser()
+        if resume is not None and isinstance(parser, LineParser):
+            parser.resuming = True  # it watches for the CLI's "no such session"
         started = time.time()
         result = state.executor.run(item, invocation, log_path=log_path, on_line=parser.feed_line,
                                     echo=sys.stdout.buffer if opt.echo_output else None,

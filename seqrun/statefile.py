@@ -51,7 +51,7 @@ from typing import Any, Iterable, TypedDict
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
 from seqrun.nodes import Spec, TaskState
-from seqrun.outcome import Kind, Outcome
+from seqrun.outcome import Kind, Outcome, PreviousAttempt
 
 
 class AttemptRecord(TypedDict, total=False):
@@ -531,11 +531,33 @@ def add_history(entry: TaskRecord, record: AttemptRecord) -> None:
     if history and isinstance(history[-1], dict) and history[-1].get("attempt") == record["attempt"] \
             and history[-1].get("run_id") == record.get("run_id"):
         return  # a unit's record shared by its subtasks: already there
+    for older in history[-1:]:
+        if isinstance(older, dict):
+            for key in FEEDBACK_KEYS:
+                older.pop(key, None)  # bounded: only the newest carries its feedback
     history.append(record)
     if len(history) > HISTORY_LIMIT:
         dropped = len(history) - HISTORY_LIMIT
         del history[:dropped]
         entry["history_dropped"] = int(entry.get("history_dropped") or 0) + dropped
+
+
+#: What only the newest history record keeps: the feedback for the next attempt.
+FEEDBACK_KEYS = ("final_message", "checks")
+
+
+def last_failed_attempt(tasks: dict[str, Any], among: Iterable[Any]) -> PreviousAttempt | None:
+    """The newest attempt recorded for any of the tasks ``among``, when it did not pass."""
+    newest: dict[str, Any] | None = None
+    for task in among:
+        history = (tasks.get(task.id) or {}).get("history")
+        if isinstance(history, list) and history and isinstance(history[-1], dict):
+            record = history[-1]
+            if newest is None or (record.get("started_at") or "") > (newest.get("started_at") or ""):
+                newest = record
+    if newest is None or newest.get("outcome") == Outcome.PASSED.value:
+        return None
+    return PreviousAttempt.from_record(newest)
 
 
 def attempts_of(entry: Any) -> int:

@@ -379,6 +379,19 @@ class Verifier:
         self.last = None  # an agent is about to change the work tree
 
     @hookimpl
+    def seqrun_prompt_notes(self, unit: Unit) -> str | None:
+        """Tell the agent up front which commands will judge its work."""
+        planned = [p for p in self.plan(unit.members) if p.argv is not None]
+        if not planned:
+            return None
+        lines = ["## How your work is checked", "",
+                 f"When you say the task is done, seqrun runs in {self._cwd()}:"]
+        lines += [f"- `{display(p.argv)}`" for p in planned if p.argv is not None]
+        lines += ["", "The task passes only if every one of them exits 0 and reports tests that ran. "
+                  "If one fails, its output is sent back to you in a next attempt."]
+        return "\n".join(lines)
+
+    @hookimpl
     def seqrun_verify_task(self, item: Task, unit: Unit, verdict: Verdict, session: Session) -> Verdict | None:
         planned = self.plan(unit.members)
         if not planned:

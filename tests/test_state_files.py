@@ -109,6 +109,8 @@ def scrub_progress(text: str) -> str:
     return text
 
 
+#: The final message of the scripted agent's answers.
+FINAL_WORDS = {"failed": "I could not finish.", "halted": "<promise>HALT</promise>"}
 #: The kind of each status and reason these tests produce.
 KINDS = {("passed", None): "passed", ("failed", NO_MARKER): "no-marker",
          ("halted", "agent asked to halt"): "halted"}
@@ -121,6 +123,9 @@ def entry(title: str, status: str, attempts: int = 1, log: str | None = None,
     kind = KINDS[(status, last_error)]
     assert log is not None
     history = [attempt_record(log.rsplit("/", 1)[0], n, status, kind, last_error) for n in range(1, attempts + 1)]
+    if status != "passed":
+        # The newest record keeps what the next attempt is told: the agent's last words.
+        history[-1]["final_message"] = FINAL_WORDS[status]
     return {"status": status, "kind": kind, "title": title, "attempts": attempts, "backend": "command",
             "log": log, "updated_at": "<time>", "duration": "<duration>",
             "last_error": last_error, "rate_limit_waits": 0, "history": history}

@@ -54,6 +54,9 @@ class AgentCall:
     extra_args: tuple[str, ...] = ()
     options: dict[str, object] = field(default_factory=dict)
     """Backend-specific settings from ``[tool.seqrun.backends.<name>]``."""
+    resume_session: str | None = None
+    """Continue this CLI session (its own id) instead of starting a fresh one:
+    set only for a backend whose ``can_resume`` is true."""
 
 
 #: Where the agent's stdin comes from: the terminal ("tty", so a person attached

@@ -14,6 +14,7 @@ made: a wait holds nothing against a task.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ from seqrun.statefile import (
     add_history,
     attempts_of,
     begin_run,
+    last_failed_attempt,
     restore,
     state_path,
     utc,
@@ -132,6 +134,7 @@ class StatePlugin:
             tasks = self._state(spec)[1]["tasks"]
             counts = [attempts_of(tasks.get(t.id)) for t in (item, *unit.subtasks)]
             unit.past_attempts = max(unit.past_attempts, *counts)
+            unit.previous = unit.previous or last_failed_attempt(tasks, (item, *unit.subtasks))
 
     @hookimpl
     def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
@@ -185,6 +188,13 @@ class StatePlugin:
         }
         if attempt.usage is not None:
             record["usage"] = attempt.usage.as_dict()
+        if attempt.outcome is not Outcome.PASSED:
+            # What the next attempt needs to learn from this one, even in a
+            # later run (--lf); only the last record keeps it (add_history).
+            if attempt.final_message_tail:
+                record["final_message"] = attempt.final_message_tail
+            if attempt.verdict.checks:
+                record["checks"] = [dataclasses.asdict(check) for check in attempt.verdict.checks]
         return record
 
     @hookimpl
