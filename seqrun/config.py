@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "throttle": "seqrun.throttle",
     "reruns": "seqrun.reruns",
     "ratelimit": "seqrun.ratelimit",
+    "resume": "seqrun.resume",
     "backends": "seqrun.backends.registry",
     "prompt": "seqrun.prompt",
     "assign": "seqrun.assign",

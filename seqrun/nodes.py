@@ -211,10 +211,11 @@ class Unit:
     @property
     def last_attempt(self) -> PreviousAttempt | None:
         """The attempt the next one follows: this run's last, else an earlier run's."""
-        if self.attempts:
-            from seqrun.outcome import PreviousAttempt
+        from seqrun.outcome import Kind, PreviousAttempt
 
-            return PreviousAttempt.from_attempt(self.attempts[-1])
+        for attempt in reversed(self.attempts):
+            if attempt.kind is not Kind.SESSION_GONE:  # it taught nothing: the one before did
+                return PreviousAttempt.from_attempt(attempt)
         return self.previous
 
     def add_report_section(self, task: Task, key: str, content: str) -> None:

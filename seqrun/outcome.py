@@ -60,6 +60,8 @@ class Kind(str, enum.Enum):
     """The agent was ended from outside seqrun (its tmux window closed, a signal)."""
     BACKEND_ERROR = "backend-error"
     """The backend could not read the CLI's output (a parser error)."""
+    SESSION_GONE = "session-gone"
+    """A resumed attempt found its CLI session gone: a fresh one follows at once."""
     SETUP_ERROR = "setup-error"
     CALL_ERROR = "call-error"
     TEARDOWN_ERROR = "teardown-error"

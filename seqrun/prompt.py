@@ -59,9 +59,8 @@ other tasks of the list are run separately, one at a time.
 
 
 CONTINUE_TEMPLATE = """\
-Your previous run on task {task_id} ("{task_title}") of the spec "{spec_name}" was cut off:
-{cut_off_reason}
-
+You are continuing task {task_id} ("{task_title}") of the spec "{spec_name}" in the same session.
+{previous_attempt}
 Continue the same task from where you stopped. Check what is already done in
 the working tree ({workdir}) before you change anything, and run the project's
 checks again rather than trusting results from before the interruption.
@@ -152,7 +151,7 @@ FIELD_NAMES = (
     "spec_name", "task_id", "task_title", "task_details", "task_block", "subtask_ids",
     "requirements", "workdir", "requirements_md", "design_md", "tasks_md", "state_file",
     "progress_file", "done_marker", "halt_marker", "parent_block", "inputs", "previous_attempt",
-    "notes", "cut_off_reason",
+    "notes",
 )
 
 
@@ -184,7 +183,6 @@ def prompt_fields(task: Task, subtasks: list[Task], session: Session, unit: Unit
         "inputs": _inputs(task),
         "previous_attempt": _previous_attempt(task, unit, previous, session),
         "notes": _notes(task, unit, session),
-        "cut_off_reason": previous.reason if previous is not None else "",
     }
 
 

@@ -26,7 +26,7 @@ reruns_used_key = StashKey[int]()
 _active_key = StashKey[bool]()
 
 #: Failures a rerun cannot fix.
-NOT_RERUN = frozenset({Kind.QUOTA})
+NOT_RERUN = frozenset({Kind.QUOTA, Kind.SESSION_GONE})
 
 
 @hookimpl

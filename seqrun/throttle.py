@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Generator
 from seqrun.config import Config, non_negative, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Attempt, Outcome
+from seqrun.outcome import Attempt, Kind, Outcome
 from seqrun.runner import BudgetExhausted, sleep_unless_cancelled
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class Throttle:
         # Counted here, when the attempt ends, not when the wrapper returns:
         # a retry wrapper asks for the next attempt before that.
         self.last_end = time.monotonic()
-        if attempt.outcome is not Outcome.RATE_LIMITED:
+        if attempt.outcome is not Outcome.RATE_LIMITED and attempt.kind is not Kind.SESSION_GONE:
             self.dispatches += 1
 
     def _wait(self, session: Session) -> None:

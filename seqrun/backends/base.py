@@ -80,6 +80,17 @@ def executable(call: AgentCall, default: str) -> str:
     return value if isinstance(value, str) and value else default
 
 
+#: Session ids a backend can resume, when its class sets none of its own.
+ANY_SESSION_ID = re.compile(r"[\w.:-]{1,200}")
+
+
+def can_resume(backend: object, session_id: str | None) -> bool:
+    """Whether ``backend`` can continue CLI session ``session_id`` headless:
+    it says so with a ``resume_ids`` pattern the id matches."""
+    pattern = getattr(backend, "resume_ids", None)
+    return bool(session_id) and pattern is not None and pattern.fullmatch(session_id) is not None
+
+
 class OutputParser(Protocol):
     def feed_line(self, line: str) -> None:
         """One line of merged output, without its line ending."""
@@ -189,6 +200,11 @@ class LineParser:
 
     #: The CLI's own session id, the first one its output named.
     session_id: str | None = None
+    #: What the CLI prints when the session an attempt resumes is gone.
+    session_gone: ClassVar[re.Pattern[str] | None] = None
+    #: Set by the runner when this attempt resumes a session.
+    resuming: bool = False
+    saw_session_gone: bool = False
     #: How many parse errors were not kept (beyond :data:`MAX_PARSE_ERRORS`).
     parse_errors_dropped: int = 0
     parse_errors: list[str]
@@ -203,7 +219,10 @@ class LineParser:
 
     def feed_line(self, line: str) -> None:
         try:
-            self._feed(clean_line(line), line.rstrip("\r\n"))
+            text = clean_line(line)
+            if self.resuming and self.session_gone is not None and self.session_gone.search(text):
+                self.saw_session_gone = True
+            self._feed(text, line.rstrip("\r\n"))
         except Exception as exc:  # noqa: BLE001 - a malformed line must never stop a run
             self._parse_error(exc, line)
 
@@ -241,6 +260,9 @@ class LineParser:
                               kind=Kind.BACKEND_ERROR)
         if self.parse_errors:
             verdict = self._with_parse_errors(verdict)
+        if self.saw_session_gone and not verdict.passed:
+            verdict = replace(verdict, outcome=Outcome.FAILED, kind=Kind.SESSION_GONE,
+                              reason=f"the CLI session to resume is gone ({verdict.reason or 'no reason given'})")
         if verdict.session_id is None and self.session_id:
             verdict = replace(verdict, session_id=self.session_id)
         return verdict

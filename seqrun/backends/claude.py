@@ -19,12 +19,14 @@ file is its stdin whatever its size. The stream is one event per line:
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import ClassVar
 
 from seqrun.backends._resets import BILLING_TEXT, claude_reset, with_reset
 from seqrun.backends._support import as_float, as_int, as_str, clip
 from seqrun.backends.base import (
+    ANY_SESSION_ID,
     AgentCall,
     decode_json_line,
     executable,
@@ -40,6 +42,8 @@ from seqrun.outcome import Outcome, Usage, Verdict
 class ClaudeBackend:
     name: ClassVar[str] = "claude"
     executable: ClassVar[str] = "claude"
+    #: ``--resume``: continues a session by its id, headless (same HOME and folder).
+    resume_ids: ClassVar[re.Pattern[str]] = ANY_SESSION_ID
 
     def invocation(self, call: AgentCall) -> Invocation:
         argv = [
@@ -52,6 +56,8 @@ class ClaudeBackend:
         ]
         if call.model:
             argv += ["--model", call.model]
+        if call.resume_session:
+            argv += ["--resume", call.resume_session]  # that exact session, never "the last one"
         argv += list(call.extra_args)
         # No prompt argument: claude -p then reads it from stdin, at any size.
         return Invocation(argv=argv, cwd=call.workdir, stdin=call.prompt_file)
@@ -61,6 +67,7 @@ class ClaudeBackend:
 
 
 class ClaudeParser(LineParser):
+    session_gone = re.compile(r"No conversation found with session ID")
     def __init__(self) -> None:
         self.result: dict[str, object] | None = None
         self.rejected_reset: float | None = None

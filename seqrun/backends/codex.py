@@ -20,6 +20,7 @@ the first header says ``session id: <thread id>``.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import ClassVar
 
@@ -41,6 +42,9 @@ from seqrun.outcome import Outcome, Usage, Verdict
 class CodexBackend:
     name: ClassVar[str] = "codex"
     executable: ClassVar[str] = "codex"
+    #: ``--resume``: `codex exec resume <thread id>`. Only a UUID: another word is taken
+    #: for a session *name*, and an unknown one silently starts a new session.
+    resume_ids: ClassVar[re.Pattern[str]] = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
     def invocation(self, call: AgentCall) -> Invocation:
         argv = [
@@ -55,6 +59,9 @@ class CodexBackend:
         if call.model:
             argv += ["-m", call.model]
         argv += list(call.extra_args)
+        if call.resume_session:
+            # After every exec option: `codex exec [options] resume <thread id> -`.
+            argv += ["resume", call.resume_session]
         argv.append("-")  # read the prompt from stdin: no size limit, no quoting
         return Invocation(argv=argv, cwd=call.workdir, stdin=call.prompt_file)
 
@@ -67,6 +74,7 @@ _PLAIN_HEADERS = frozenset({"user", "codex", "thinking", "exec", "tokens used", 
 
 
 class CodexParser(LineParser):
+    session_gone = re.compile(r"no rollout found for thread id")
     def __init__(self) -> None:
         self.message: str | None = None
         self.completed = False

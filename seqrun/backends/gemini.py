@@ -28,6 +28,7 @@ from typing import ClassVar
 from seqrun.backends._resets import retry_in, with_reset
 from seqrun.backends._support import as_int, as_str, clip, fits_on_argv, pointer_prompt
 from seqrun.backends.base import (
+    ANY_SESSION_ID,
     AgentCall,
     decode_json_line,
     executable,
@@ -53,11 +54,15 @@ _API_ERROR = re.compile(r"\[API Error: (.*)\]", re.DOTALL)
 class GeminiBackend:
     name: ClassVar[str] = "gemini"
     executable: ClassVar[str] = "gemini"
+    #: ``--resume``: continues a session by its id, headless (same HOME and folder).
+    resume_ids: ClassVar[re.Pattern[str]] = ANY_SESSION_ID
 
     def invocation(self, call: AgentCall) -> Invocation:
         argv = [executable(call, self.executable), "-o", "stream-json", "-y", "--skip-trust"]
         if call.model:
             argv += ["-m", call.model]
+        if call.resume_session:
+            argv += ["--resume", call.resume_session]
         argv += list(call.extra_args)
         if fits_on_argv(call.prompt):
             # stdin closed: gemini would append a piped stdin to the prompt.
@@ -69,6 +74,7 @@ class GeminiBackend:
 
 
 class GeminiParser(LineParser):
+    session_gone = re.compile(r"Error resuming session")
     def __init__(self) -> None:
         self.reply: list[str] = []
         self.reply_chars = 0

@@ -20,12 +20,14 @@ and output on stderr, closed by a line holding nothing but a colour reset.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import ClassVar
 
 from seqrun.backends._resets import BILLING_TEXT, parse_retry_after, with_reset
 from seqrun.backends._support import as_float, as_int, as_str, clip, fits_on_argv, pointer_prompt, TailLines
 from seqrun.backends.base import (
+    ANY_SESSION_ID,
     AgentCall,
     decode_json_line,
     executable,
@@ -41,11 +43,15 @@ from seqrun.outcome import Outcome, Usage, Verdict
 class OpenCodeBackend:
     name: ClassVar[str] = "opencode"
     executable: ClassVar[str] = "opencode"
+    #: ``--resume``: continues a session by its id, headless (same HOME and folder).
+    resume_ids: ClassVar[re.Pattern[str]] = ANY_SESSION_ID
 
     def invocation(self, call: AgentCall) -> Invocation:
         argv = [executable(call, self.executable), "run", "--format", "json", "--auto", "--dir", str(call.workdir)]
         if call.model:
             argv += ["-m", call.model]
+        if call.resume_session:
+            argv += ["--session", call.resume_session]
         argv += list(call.extra_args)
         if fits_on_argv(call.prompt):
             # stdin closed: opencode reads a piped stdin into the message.
@@ -57,6 +63,7 @@ class OpenCodeBackend:
 
 
 class OpenCodeParser(LineParser):
+    session_gone = re.compile(r"Session not found")
     def __init__(self) -> None:
         self.step_text = TailLines()
         self.message: str | None = None

@@ -21,7 +21,8 @@ Environment:
     in the prompt, else the mapping key found first in the prompt; the key
     ``*`` is the fallback. Takes precedence over ``SEQRUN_FAKE_SCENARIO``.
 ``SEQRUN_FAKE_SLEEP``
-    Seconds to wait before the last line of output.
+    Seconds to wait before the last line of output (a scenario written
+    ``done@sleep=30`` waits so in that call only).
 ``SEQRUN_FAKE_RESET_IN``
     For rate limits: seconds until the reset, written in the CLI's own format
     (claude ``resetsAt`` and "resets 4:11am (UTC)"; codex "try again at 3:26
@@ -299,6 +300,8 @@ def main(cli: str) -> int:
     prompt = PROMPT_READERS[cli](args)
     try:
         scenario, task = choose_scenario(prompt)
+        # "done@sleep=30": this call only waits before its last line (a run to cut off).
+        scenario, _, call_sleep = scenario.partition("@sleep=")
         case = find_case(cli, scenario)
     except (LookupError, OSError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
@@ -319,7 +322,7 @@ def main(cli: str) -> int:
     # print their startup noise and errors on stderr before the final events.
     streams = [(sys.stdout, stdout), (sys.stderr, stderr)] if cli == "kiro-cli" else [(sys.stderr, stderr), (sys.stdout, stdout)]
     output = [(stream, line) for stream, lines in streams for line in lines]
-    sleep = float(os.environ.get("SEQRUN_FAKE_SLEEP", "0") or 0)
+    sleep = float(call_sleep or os.environ.get("SEQRUN_FAKE_SLEEP", "0") or 0)
     for i, (stream, line) in enumerate(output):
         if i == len(output) - 1 and sleep > 0:
             time.sleep(sleep)
