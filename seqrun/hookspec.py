@@ -176,6 +176,13 @@ def seqrun_runtest_attempt(item: Task, unit: Unit, attempt: int, log_path: Path,
 
 
 @hookspec
+def seqrun_runtest_session(item: Task, unit: Unit, session_id: str) -> None:
+    """The running agent's CLI named its own session (at most once per
+    attempt): recorded at once, so a run killed mid-attempt can still be
+    resumed by the next one."""
+
+
+@hookspec
 def seqrun_runtest_logattempt(item: Task, unit: Unit, attempt: Attempt) -> None:
     """One attempt ended (whatever its kind: rate-limited and interrupted
     ones too): record it. Called before any retry starts."""

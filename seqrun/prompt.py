@@ -122,7 +122,8 @@ def feedback_text(previous: PreviousAttempt) -> str:
         output = _clip_tail(printable(check.output_tail), FEEDBACK_CHECK_LINES, FEEDBACK_CHECK_CHARS)
         lines += ["", f"The verification `{check.command}` {status}. The end of its output:", "```",
                   output, "```"]
-    lines += ["", "Fix what made it fail; do not only repeat what that attempt did."]
+    if not previous.cut_off:
+        lines += ["", "Fix what made it fail; do not only repeat what that attempt did."]
     return "\n".join(lines) + "\n"
 
 

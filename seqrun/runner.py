@@ -469,7 +469,8 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         if resume is not None and isinstance(parser, LineParser):
             parser.resuming = True  # it watches for the CLI's "no such session"
         started = time.time()
-        result = state.executor.run(item, invocation, log_path=log_path, on_line=parser.feed_line,
+        result = state.executor.run(item, invocation, log_path=log_path,
+                                    on_line=_watch_session(parser, item, unit, hook),
                                     echo=sys.stdout.buffer if opt.echo_output else None,
                                     timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
                                     cancel=state.cancel, grace=opt.kill_grace)
@@ -490,6 +491,24 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     if attempt.outcome is Outcome.INTERRUPTED:
         raise AttemptInterrupted(state.cancel_reason or "Ctrl-C")
     return attempt
+
+
+def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any) -> Callable[[str], None]:
+    """The parser's ``feed_line``, telling ``seqrun_runtest_session`` once the
+    CLI has named its session."""
+    feed = parser.feed_line
+    if not isinstance(getattr(type(parser), "session_id", 0), (str, type(None))):
+        return feed  # a parser that does not follow sessions
+    told = False
+
+    def on_line(line: str) -> None:
+        nonlocal told
+        feed(line)
+        if not told and parser.session_id:
+            told = True
+            hook.seqrun_runtest_session(item=item, unit=unit, session_id=parser.session_id)
+
+    return on_line
 
 
 def _verdict_of(result: Any, parser: Any, opt: argparse.Namespace, cancel_reason: str) -> Verdict:

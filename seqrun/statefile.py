@@ -599,6 +599,6 @@ def begin_run(state: dict[str, Any], spec: Spec) -> None:
                                 "duration": None, "outcome": Outcome.INTERRUPTED.value,
                                 "kind": Kind.INTERRUPTED.value, "reason": INTERRUPTED_ERROR,
                                 "backend": entry.get("backend"), "log": entry.get("log"),
-                                "prompt": None, "session_id": None})
+                                "prompt": None, "session_id": entry.get("session_id")})
 
 

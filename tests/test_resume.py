@@ -122,3 +122,36 @@ def test_a_session_that_is_gone_gives_way_to_a_fresh_attempt_at_once(make_spec, 
     assert "[session-gone]" in result.stdout
     # The fresh attempt learns from the attempt before the gone session, not from it.
     assert "did not pass (no-marker)" in prompt(project, 3)
+
+
+def test_a_run_killed_mid_attempt_is_resumed_by_the_next_one(make_spec, project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import seqrun_env, wait_for
+
+    make_spec("- [ ] 1. Greet the user\n")
+    env = script(project, {"1": ["done@sleep=60", "done"]})
+    argv = [sys.executable, "-m", "seqrun", "--backend", "claude", "--no-tmux", "--delay", "0"]
+    proc = subprocess.Popen(argv, cwd=project, env=seqrun_env(env, fakes=True), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    state_file = project / SPECS / "SEQUENTIAL_STATE.json"
+
+    def session_recorded() -> bool:
+        try:
+            task = json.loads(state_file.read_text())["specs"]["feature"]["tasks"]["1"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return task.get("status") == "running" and task.get("session_id") == CLAUDE_SESSION
+
+    assert wait_for(session_recorded, timeout=30)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    result = subprocess.run(argv, cwd=project, env=seqrun_env(env, fakes=True), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(project)[1]["argv"][-2:] == ["--resume", CLAUDE_SESSION]
+    assert [(h["kind"], h["session_id"]) for h in history(project)] == [
+        ("interrupted", CLAUDE_SESSION), ("passed", CLAUDE_SESSION)]

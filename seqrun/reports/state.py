@@ -147,10 +147,26 @@ class StatePlugin:
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             self.before_running.setdefault((spec.name, member.id), dict(entry))
+            entry.pop("session_id", None)  # the running agent's, once its CLI names it
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
                          log=self._relative(log_path), updated_at=utcnow())
             file.touch(spec.name, member.id)
         # Not fsync'd: after a power cut the task simply shows as not started.
+        file.save(current=spec.name, durable=False)
+
+    @hookimpl
+    def seqrun_runtest_session(self, item: Task, unit: Unit, session_id: str) -> None:
+        """Kept in the running record: if seqrun is killed now, the next run
+        turns it into an interrupted attempt that can be resumed."""
+        spec = item.spec
+        if spec is None or spec.nodeid not in self.spec_of:
+            return
+        file, state = self._state(spec)
+        for member in unit.members:
+            entry = state["tasks"].get(member.id)
+            if entry is not None and entry.get("status") == RUNNING:
+                entry["session_id"] = session_id
+                file.touch(spec.name, member.id)
         file.save(current=spec.name, durable=False)
 
     @hookimpl
@@ -216,6 +232,7 @@ class StatePlugin:
                 file.save(current=spec.name)
             return
         entry = tasks.setdefault(report.task_id, {})
+        entry.pop("session_id", None)  # in the history now
         entry.update(
             status=report.outcome.value,
             kind=report.kind.value,

@@ -43,7 +43,9 @@ HALT = "<promise>HALT</promise>"
 #:         output), then a final answer without any marker: the echo trap
 #:   429   HTTP 429 in the vendor's rate-limit shape, resetting ``reset_in`` seconds ahead
 #:   500   HTTP 500 in the vendor's error shape
-KINDS = ("done", "halt", "echo", "429", "500")
+#:   stall a shell tool call that never returns (``sleep``): an attempt for
+#:         seqrun's --timeout to cut off, its session left open
+KINDS = ("done", "halt", "echo", "429", "500", "stall")
 
 GREETING_FILE = "greeting.txt"
 DONE_TEXT = f"I wrote {GREETING_FILE} and checked it.\n{DONE}"
@@ -295,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(body, protocol, attempt, "aside")
             return self._text(protocol, path, body, ASIDE_TEXT)
         if kind == "halt" or (kind in ("done", "echo") and turn.tool_results) or not turn.has_tools:
-            text = {"done": DONE_TEXT, "halt": HALT_TEXT, "echo": ECHO_TEXT}[kind]
+            text = {"done": DONE_TEXT, "halt": HALT_TEXT}.get(kind, ECHO_TEXT)
             self._record(body, protocol, attempt, f"{kind}:final")
             return self._text(protocol, path, body, text)
         command = self._command(kind)
@@ -303,6 +305,8 @@ class _Handler(BaseHTTPRequestHandler):
         return self._tool(protocol, path, body, turn, command)
 
     def _command(self, kind: str) -> str:
+        if kind == "stall":
+            return "sleep 600"
         if kind == "done":
             return f"printf 'Hello from seqrun\\n' > {GREETING_FILE} && cat {GREETING_FILE}"
         prompt = self.server.fake.prompt_file_of()
