@@ -107,3 +107,31 @@ def test_a_failed_verification_is_a_fresh_session_told_the_output(cli: Cli, mode
     request = first_request(run, 2)
     assert "VERIFY-TOKEN-42" in request and "touch verified-once" in request, why
     assert "VERIFY-TOKEN-42" not in first_request(run, 1), why
+
+
+#: Where each CLI keeps its sessions under the agent's HOME (removing it makes a session "gone").
+SESSION_STORE = {"claude": ".claude/projects", "codex": ".codex/sessions"}
+
+
+@pytest.mark.parametrize("cli", [CLIS[n] for n in ("claude", "codex")], ids=["claude", "codex"])
+@pytest.mark.parametrize("mode", ["pty"])
+def test_a_session_that_is_gone_gives_way_to_a_fresh_attempt(cli: Cli, mode: str, agent_run: AgentRun) -> None:
+    import shutil
+
+    run = agent_run
+    run.spec(SPEC)
+    record_argv(run)
+    run.fake.script("stall", "done")
+    first = run.seqrun("--timeout", "25", "--kill-grace", "2", timeout=300)
+    assert first.returncode == 1, explain(run, first)
+    session = run.state()["tasks"]["1"]["history"][0]["session_id"]
+    assert session, explain(run, first)
+    shutil.rmtree(run.home / SESSION_STORE[cli.backend])
+    second = run.seqrun(timeout=300)
+    why = explain(run, second)
+    assert second.returncode == 0, why
+    history = run.state()["tasks"]["1"]["history"]
+    assert [h["kind"] for h in history] == ["timeout", "session-gone", "passed"], why
+    resumed, fresh = argvs(run)[1:]
+    assert session in resumed and session not in fresh, why
+    assert "[session-gone]" in second.stdout, why
