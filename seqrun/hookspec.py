@@ -176,10 +176,10 @@ def seqrun_runtest_attempt(item: Task, unit: Unit, attempt: int, log_path: Path,
 
 
 @hookspec
-def seqrun_runtest_session(item: Task, unit: Unit, session_id: str) -> None:
+def seqrun_runtest_session(item: Task, unit: Unit, session_id: str, log_path: Path) -> None:
     """The running agent's CLI named its own session (at most once per
-    attempt): recorded at once, so a run killed mid-attempt can still be
-    resumed by the next one."""
+    attempt; ``log_path`` is the attempt's log): recorded at once, so a run
+    killed mid-attempt can still be resumed by the next one."""
 
 
 @hookspec

@@ -36,6 +36,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 from seqrun.config import Config, UsageError
@@ -451,10 +452,14 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     prompt = hook.seqrun_build_prompt(task=item, subtasks=unit.subtasks, session=session, unit=unit,
                                       previous=previous, resume_session=resume)
     prompt_path, log_path = folder / f"{number}.prompt.md", folder / f"{number}.log"
-    folder.mkdir(parents=True, exist_ok=True)
-    prompt_path.write_text(prompt, encoding="utf-8")
+    try:
+        prompt_path.write_text(prompt, encoding="utf-8")
+    except FileNotFoundError:  # the task's first attempt: its folder is made once
+        folder.mkdir(parents=True, exist_ok=True)
+        prompt_path.write_text(prompt, encoding="utf-8")
     agent_call = AgentCall(
-        prompt=prompt, prompt_file=prompt_path.resolve(), workdir=workdir(config),
+        prompt=prompt, prompt_file=prompt_path if prompt_path.is_absolute() else prompt_path.resolve(),
+        workdir=workdir(config),
         task_id=item.id, model=opt.model or None,
         options=config.section("backends").get(backend.name, {}), resume_session=resume,
     )
@@ -470,7 +475,7 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
             parser.resuming = True  # it watches for the CLI's "no such session"
         started = time.time()
         result = state.executor.run(item, invocation, log_path=log_path,
-                                    on_line=_watch_session(parser, item, unit, hook),
+                                    on_line=_watch_session(parser, item, unit, hook, log_path),
                                     echo=sys.stdout.buffer if opt.echo_output else None,
                                     timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
                                     cancel=state.cancel, grace=opt.kill_grace)
@@ -493,7 +498,7 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     return attempt
 
 
-def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any) -> Callable[[str], None]:
+def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any, log_path: Path) -> Callable[[str], None]:
     """The parser's ``feed_line``, telling ``seqrun_runtest_session`` once the
     CLI has named its session."""
     feed = parser.feed_line
@@ -506,7 +511,7 @@ def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any) -> Callable[[
         feed(line)
         if not told and parser.session_id:
             told = True
-            hook.seqrun_runtest_session(item=item, unit=unit, session_id=parser.session_id)
+            hook.seqrun_runtest_session(item=item, unit=unit, session_id=parser.session_id, log_path=log_path)
 
     return on_line
 

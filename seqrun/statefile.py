@@ -46,7 +46,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, TypedDict
+from typing import Any, Callable, Iterable, TypedDict
 
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
@@ -569,7 +569,13 @@ def utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def begin_run(state: dict[str, Any], spec: Spec) -> None:
+def session_file(log_path: Path) -> Path:
+    """Where a running attempt's CLI session id is kept: beside its log."""
+    return log_path.with_suffix(".session")
+
+
+def begin_run(state: dict[str, Any], spec: Spec,
+              session_of: Callable[[str], str | None] = lambda log: None) -> None:
     """A new run of ``spec``: not halted, not complete, and what a killed run
     left ``running`` is now known to have been interrupted — or to have
     passed, when tasks.md has it ticked (seqrun ticks a task after its
@@ -599,6 +605,7 @@ def begin_run(state: dict[str, Any], spec: Spec) -> None:
                                 "duration": None, "outcome": Outcome.INTERRUPTED.value,
                                 "kind": Kind.INTERRUPTED.value, "reason": INTERRUPTED_ERROR,
                                 "backend": entry.get("backend"), "log": entry.get("log"),
-                                "prompt": None, "session_id": entry.get("session_id")})
+                                "prompt": None,
+                                "session_id": session_of(entry["log"]) if entry.get("log") else None})
 
 

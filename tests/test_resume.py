@@ -137,16 +137,9 @@ def test_a_run_killed_mid_attempt_is_resumed_by_the_next_one(make_spec, project)
     argv = [sys.executable, "-m", "seqrun", "--backend", "claude", "--no-tmux", "--delay", "0"]
     proc = subprocess.Popen(argv, cwd=project, env=seqrun_env(env, fakes=True), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    state_file = project / SPECS / "SEQUENTIAL_STATE.json"
-
-    def session_recorded() -> bool:
-        try:
-            task = json.loads(state_file.read_text())["specs"]["feature"]["tasks"]["1"]
-        except (OSError, ValueError, KeyError):
-            return False
-        return task.get("status") == "running" and task.get("session_id") == CLAUDE_SESSION
-
-    assert wait_for(session_recorded, timeout=30)
+    # The CLI named its session: seqrun keeps it beside the attempt's log at once.
+    kept = project / SPECS / ".seqrun" / "logs" / "feature" / "1" / "1.session"
+    assert wait_for(lambda: kept.exists() and kept.read_text().strip() == CLAUDE_SESSION, timeout=30)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     result = subprocess.run(argv, cwd=project, env=seqrun_env(env, fakes=True), capture_output=True, text=True,

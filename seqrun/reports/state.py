@@ -14,6 +14,7 @@ made: a wait holds nothing against a task.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -35,6 +36,7 @@ from seqrun.statefile import (
     attempts_of,
     begin_run,
     last_failed_attempt,
+    session_file,
     restore,
     state_path,
     utc,
@@ -60,6 +62,16 @@ class StatePlugin:
         """(spec, task id) → the record's fields before this run marked it
         running, until its report comes: a run stopped while waiting puts
         them back, so a wait holds nothing against the task."""
+
+    def _session_of(self, log: str) -> str | None:
+        """The session id a killed run's attempt left beside its log, if any."""
+        path = Path(log)
+        if not path.is_absolute():
+            path = self.config.invocation_dir / path
+        try:
+            return session_file(path).read_text(encoding="utf-8").strip() or None
+        except (OSError, UnicodeDecodeError):
+            return None
 
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
         path = state_path(spec)
@@ -94,7 +106,7 @@ class StatePlugin:
         first: dict[Path, str] = {}
         for spec in specs:
             _, state = self._state(spec)
-            begin_run(state, spec)
+            begin_run(state, spec, self._session_of)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
@@ -147,7 +159,6 @@ class StatePlugin:
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             self.before_running.setdefault((spec.name, member.id), dict(entry))
-            entry.pop("session_id", None)  # the running agent's, once its CLI names it
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
                          log=self._relative(log_path), updated_at=utcnow())
             file.touch(spec.name, member.id)
@@ -155,19 +166,14 @@ class StatePlugin:
         file.save(current=spec.name, durable=False)
 
     @hookimpl
-    def seqrun_runtest_session(self, item: Task, unit: Unit, session_id: str) -> None:
-        """Kept in the running record: if seqrun is killed now, the next run
-        turns it into an interrupted attempt that can be resumed."""
-        spec = item.spec
-        if spec is None or spec.nodeid not in self.spec_of:
-            return
-        file, state = self._state(spec)
-        for member in unit.members:
-            entry = state["tasks"].get(member.id)
-            if entry is not None and entry.get("status") == RUNNING:
-                entry["session_id"] = session_id
-                file.touch(spec.name, member.id)
-        file.save(current=spec.name, durable=False)
+    def seqrun_runtest_session(self, session_id: str, log_path: Path) -> None:
+        """Kept beside the attempt's log (``<attempt>.session``): if seqrun is
+        killed now, the next run turns the running record into an interrupted
+        attempt that can be resumed. A small file, not a save of the state."""
+        try:
+            session_file(log_path).write_text(session_id + "\n", encoding="utf-8")
+        except OSError:
+            pass  # only a resume after a kill -9 needs it
 
     @hookimpl
     def seqrun_runtest_logattempt(self, item: Task, unit: Unit, attempt: Attempt) -> None:
@@ -176,6 +182,10 @@ class StatePlugin:
             return
         file, state = self._state(spec)
         record = self._history_record(attempt)
+        if attempt.session_id and attempt.log_path:
+            # The history holds the session now; the file was for a kill mid-attempt.
+            with contextlib.suppress(OSError):
+                session_file(Path(attempt.log_path)).unlink()
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             entry["attempts"] = max(attempts_of(entry), attempt.number)
@@ -232,7 +242,6 @@ class StatePlugin:
                 file.save(current=spec.name)
             return
         entry = tasks.setdefault(report.task_id, {})
-        entry.pop("session_id", None)  # in the history now
         entry.update(
             status=report.outcome.value,
             kind=report.kind.value,
