@@ -165,7 +165,7 @@ def overhead(sizes: list[int], runs: int, tmp: Path, tmux: bool) -> list[Figure]
     env = bench_env()
     exe = fast_agent(tmp)
     mode = "tmux" if tmux else "pty"
-    goal = 0.080 if tmux else 0.015
+    goal = 0.080 if tmux else 0.008
     if tmux:
         if shutil.which("tmux") is None:
             return [Figure("per-task overhead, tmux mode", float("nan"), "s", "tmux not installed", None)]
@@ -254,7 +254,7 @@ def seed_reference(_args: argparse.Namespace, _tmp: Path) -> list[Figure]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
     "collection": lambda a, tmp: collection([10, 50] if a.quick else [50, 1000, 5000], 2 if a.quick else 5, tmp),
-    "overhead-pty": lambda a, tmp: overhead([10, 20] if a.quick else [200, 800], 1 if a.quick else 3, tmp, False),
+    "overhead-pty": lambda a, tmp: overhead([10, 20] if a.quick else [200, 800], 1 if a.quick else 5, tmp, False),
     "overhead-tmux": lambda a, tmp: overhead([5, 10] if a.quick else [50, 200], 1 if a.quick else 2, tmp, True),
     "output-volume": lambda a, tmp: output_volume(10 if a.quick else 200, tmp),
     "seed": seed_reference,

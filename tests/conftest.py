@@ -127,3 +127,16 @@ def feed_transcript(parser, lines: list[str], exit_status: int, now, variant: st
         if variant == "noise":
             parser.feed_line("Warning: something")
     return parser.finish(exit_status, now=now)
+
+
+def transcript_backends() -> dict[str, type]:
+    """The backend of each CLI folder in tests/data/agent-transcripts."""
+    from seqrun.backends.claude import ClaudeBackend
+    from seqrun.backends.codeagent_wrapper import CodeagentWrapperBackend
+    from seqrun.backends.codex import CodexBackend
+    from seqrun.backends.gemini import GeminiBackend
+    from seqrun.backends.kiro import KiroBackend
+    from seqrun.backends.opencode import OpenCodeBackend
+
+    return {"codex": CodexBackend, "claude": ClaudeBackend, "gemini": GeminiBackend,
+            "opencode": OpenCodeBackend, "kiro": KiroBackend, "codeagent-wrapper": CodeagentWrapperBackend}

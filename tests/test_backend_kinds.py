@@ -14,16 +14,13 @@ from typing import Any
 
 import pytest
 
-from conftest import feed_transcript, transcript_lines
+from conftest import feed_transcript, transcript_backends, transcript_lines
 
 from seqrun.backends.base import MAX_PARSE_ERRORS, LineParser
 from seqrun.backends.base import final_message_verdict
 from seqrun.backends.claude import ClaudeBackend
 from seqrun.backends.codeagent_wrapper import CodeagentWrapperBackend
 from seqrun.backends.codex import CodexBackend, CodexParser
-from seqrun.backends.gemini import GeminiBackend
-from seqrun.backends.kiro import KiroBackend
-from seqrun.backends.opencode import OpenCodeBackend
 from seqrun.outcome import Kind, Outcome, Verdict
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "agent-transcripts"
@@ -31,14 +28,7 @@ CASES: list[dict[str, Any]] = [
     *json.loads((TRANSCRIPTS / "cases.json").read_text())["cases"],
     *json.loads((TRANSCRIPTS / "codeagent-wrapper" / "cases.json").read_text())["cases"],
 ]
-BACKENDS = {
-    "codex": CodexBackend,
-    "claude": ClaudeBackend,
-    "gemini": GeminiBackend,
-    "opencode": OpenCodeBackend,
-    "kiro": KiroBackend,
-    "codeagent-wrapper": CodeagentWrapperBackend,
-}
+BACKENDS = transcript_backends()
 RECORDED = datetime(2026, 11, 24, 1, 7, tzinfo=timezone.utc)
 VARIANTS = ("lf", "crlf", "noise", "stderr_first")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import feed_transcript, transcript_lines
+from conftest import feed_transcript, transcript_backends, transcript_lines
 
 from seqrun.backends import BUILTIN_BACKENDS as _BUILTIN_NAMES
 from seqrun.backends import load_builtin
@@ -26,7 +26,6 @@ from seqrun.backends.codeagent_wrapper import CodeagentWrapperBackend
 from seqrun.backends.codex import CodexBackend
 from seqrun.backends.command import CommandBackend
 from seqrun.backends.gemini import GeminiBackend
-from seqrun.backends.kiro import KiroBackend
 from seqrun.backends.opencode import OpenCodeBackend
 from seqrun.outcome import Outcome, Verdict
 
@@ -34,14 +33,7 @@ TRANSCRIPTS = Path(__file__).parent / "data" / "agent-transcripts"
 CASES: list[dict[str, Any]] = json.loads((TRANSCRIPTS / "cases.json").read_text())["cases"]
 WRAPPER_CASES: list[dict[str, Any]] = json.loads((TRANSCRIPTS / "codeagent-wrapper" / "cases.json").read_text())["cases"]
 
-PARSERS = {
-    "codex": CodexBackend,
-    "claude": ClaudeBackend,
-    "gemini": GeminiBackend,
-    "opencode": OpenCodeBackend,
-    "kiro": KiroBackend,
-    "codeagent-wrapper": CodeagentWrapperBackend,
-}
+PARSERS = transcript_backends()
 EXPECTED = {
     "done": Outcome.PASSED,
     "halt": Outcome.HALTED,

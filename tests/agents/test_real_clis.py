@@ -237,5 +237,5 @@ def test_claude_subscription_limit_waits_until_resets_at(cli: Cli, mode: str, ag
     announced = run.fake.reset_at[1]
     assert wait["reset_at"] == int(announced), why  # the fake's epoch second, verbatim
     assert "session limit" in wait["reason"], why
-    first_retry = min(r.time for r in run.fake.requests if r.attempt == retry)
+    first_retry = min(r.time for r in run.fake.requests if r.attempt == 2)
     assert first_retry >= int(announced) - 0.5 and first_retry - start < 60, why
