@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.outcome import Outcome, Verdict
+from seqrun.outcome import Kind, Outcome, Verdict
 from seqrun.runner import workdir
 from seqrun.verify import CommandResult, failed_ids, ran_no_tests, run_command
 
@@ -72,6 +72,6 @@ def seqrun_verify_task(item: Task, verdict: Verdict, session: Session) -> Verdic
             problem = f"the tests did not run through (exit {after.exit_status})"
         else:
             return None  # nothing broke that worked before
-    # Reasons starting with "verification" are <failure type="verification"> in JUnit XML.
+    # The kind makes it <failure type="verification"> in JUnit XML, and a rerun is told why.
     return Verdict(Outcome.FAILED, f"verification failed: {problem}", verdict.final_message,
-                   usage=verdict.usage)
+                   usage=verdict.usage, kind=Kind.VERIFICATION_FAILED, session_id=verdict.session_id)

@@ -82,8 +82,6 @@ def test_a_timed_out_attempt_continues_its_own_session(cli: Cli, mode: str, agen
     # The CLI sent attempt 1's conversation (its full prompt) with attempt 2's first request.
     assert ONLY_IN_THE_FIRST_PROMPT in first_request(run, 1), why
     assert ONLY_IN_THE_FIRST_PROMPT in first_request(run, 2), why
-    if cli.backend != "gemini":  # gemini drops the tool call that never returned from the history
-        assert "sleep 600" in first_request(run, 2), why
     assert run.fake.escapes == [], why
 
 
