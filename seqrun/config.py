@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import inspect
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any, Sequence
 
 import pluggy
@@ -195,7 +194,7 @@ class PluginManager(pluggy.PluginManager):
             return opts
         func = getattr(plugin, name, None)
         # Only functions the module defines itself: an imported helper is not a hook.
-        if inspect.isfunction(func) and func.__module__ == plugin.__name__:
+        if isinstance(func, FunctionType) and func.__module__ == plugin.__name__:
             return {}
         return None
 
@@ -222,6 +221,8 @@ class PluginManager(pluggy.PluginManager):
 
 def _required_args(func: Any) -> list[str]:
     """The arguments pluggy will pass by name: those without a default."""
+    import inspect  # only for conftest.py and -p plugins: start-up time
+
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):

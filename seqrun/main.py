@@ -36,10 +36,9 @@ class Interrupted(KeyboardInterrupt):
 
 def new_run_id() -> str:
     """Names one invocation: its UTC start time, and 6 hex digits against a clash."""
-    import secrets
     import time
 
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(3).hex()
 
 
 class Session:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Generator
 
-from seqrun.backends.base import can_resume
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Attempt, Kind, Outcome, PreviousAttempt
@@ -55,6 +54,7 @@ def seqrun_resume_session(item: Task, unit: Unit, previous: PreviousAttempt, bac
         return None
     if previous.backend is not None and previous.backend != backend.name:
         return None  # another CLI's session means nothing to this one
+    from seqrun.backends.base import can_resume  # with the backends: not at start-up
     if not can_resume(backend, previous.session_id):
         return None
     if previous.cut_off or (mode == "always" and previous.outcome is Outcome.FAILED):
