@@ -1,7 +1,9 @@
 """Tick tasks in tasks.md: ``[-]`` while a task runs, ``[x]`` when it passes.
 
-Only the one character between the brackets changes; every other byte (line
-endings, encoding, ``\\*`` escapes, spacing) stays as it was. The agent may
+Only the one character between the brackets changes, and it is written in
+place (one byte at its offset, checked just before): every other byte (line
+endings, encoding, ``\\*`` escapes, spacing) stays as it was, and a crash
+leaves the old mark or the new one. ``[x]`` and restores are fdatasync'd. The agent may
 edit tasks.md while it runs, so the file is re-read before each write and the
 task's line is found again by its content, never by its old line number: a
 line diff against the file as last seen follows it (see :class:`LineTracker`),
@@ -19,6 +21,7 @@ killed) runs again like ``[ ]`` and goes back to ``[ ]`` if it fails.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,7 +29,6 @@ from typing import TYPE_CHECKING, Iterable
 
 import pluggy
 
-from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskKind, Warning_
@@ -144,12 +146,31 @@ def set_mark(path: Path, tracker: LineTracker, task: Task, mark: str, expect: st
         return "same"
     if expect is not None and current not in expect:
         return "kept"
-    lines[index] = line[: m.start() + 1] + mark.encode("ascii") + line[m.start() + 2:]
-    data = b"".join(lines)
-    # [-] is a courtesy to a person watching; [x] and restores must survive a power cut.
-    atomic_write(path, data, durable=mark != RUNNING_MARK)
-    tracker.seen = data  # a mark is not an edit: the line keys are unchanged
+    offset = sum(map(len, lines[:index])) + m.start() + 1
+    new = mark.encode("ascii")
+    # One byte written in place: a crash leaves the old mark or the new one, and
+    # nothing else in the file is rewritten. [-] is a courtesy to a person
+    # watching; [x] and restores must survive a power cut.
+    if not _write_byte(path, offset, current.encode("ascii"), new, durable=mark != RUNNING_MARK):
+        return "missing"  # the file changed under us since it was read: not ours to guess
+    lines[index] = line[: m.start() + 1] + new + line[m.start() + 2:]
+    tracker.seen = b"".join(lines)  # a mark is not an edit: the line keys are unchanged
     return "changed"
+
+
+def _write_byte(path: Path, offset: int, old: bytes, new: bytes, *, durable: bool) -> bool:
+    """Replace the byte ``old`` at ``offset`` with ``new``, in place; False
+    (nothing written) when the byte there is no longer ``old``."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if os.pread(fd, 1, offset) != old:
+            return False
+        os.pwrite(fd, new, offset)
+        if durable:
+            os.fdatasync(fd)
+    finally:
+        os.close(fd)
+    return True
 
 
 class WriteBack:

@@ -48,9 +48,10 @@ print("<promise>TASK_DONE</promise>")
 '''
 
 #: A plugin (``.kiro/specs/conftest.py``) that ends the process the way a
-#: power cut would, at the N-th rename of a file write: just before it (the
-#: temporary file is written and fsync'd, the target untouched) or just after
-#: it; or that makes the N-th rename fail with an OSError, as a full disk would.
+#: power cut would, at the N-th write of a file: a rename of a whole file
+#: written aside (the state), or a mark written in place in tasks.md — just
+#: before it (the target untouched) or just after it; or that makes the N-th
+#: write fail with an OSError, as a full disk would.
 POWER_CUT = r'''
 import os
 
@@ -58,25 +59,42 @@ _AT = int(os.environ.get("CRASH_AT", "0"))
 _MODE = os.environ.get("CRASH_MODE", "")
 _LOG = os.environ.get("CRASH_WRITES")
 _replace = os.replace
+_pwrite = os.pwrite
 _count = 0
 
 
-def _cut(src, dst, *args, **kwargs):
+def _point(name):
     global _count
     _count += 1
     if _LOG:
         with open(_LOG, "a") as f:
-            f.write(f"{_count} {os.path.basename(dst)}\n")
+            f.write(f"{_count} {name}\n")
     if _count == _AT and _MODE == "before":
         os._exit(137)
     if _count == _AT and _MODE == "fail":
         raise OSError(28, "No space left on device (simulated)")
+
+
+def _cut(src, dst, *args, **kwargs):
+    _point(os.path.basename(dst))
     _replace(src, dst, *args, **kwargs)
     if _count == _AT and _MODE == "after":
         os._exit(137)
 
 
+def _cut_in_place(fd, data, offset):
+    name = os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))
+    if name != "tasks.md":
+        return _pwrite(fd, data, offset)
+    _point(name)
+    written = _pwrite(fd, data, offset)
+    if _count == _AT and _MODE == "after":
+        os._exit(137)
+    return written
+
+
 os.replace = _cut
+os.pwrite = _cut_in_place
 '''
 
 
