@@ -345,7 +345,7 @@ class _Reader:
 
     def finish(self) -> list[Task]:
         kept = [t for t in self.order if t.kind is not TaskKind.GROUP or t.children]
-        kept_set = set(map(id, kept))
+        kept_set = set(kept)
         for t in self.order:
             if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
                 t.parent.children.remove(t)
@@ -363,7 +363,7 @@ class _Reader:
                 what = f"task id {written}" if task.written_id is not None else "task title"
                 self.warn(task.line, f"duplicate {what} (first at line "
                           f"{first_line[written]}); this one is {task.id}")
-        return [t for t in kept if t.parent is None or id(t.parent) not in kept_set]
+        return [t for t in kept if t.parent is None or t.parent not in kept_set]
 
 
 def _heading_task_id(body: str) -> str | None:

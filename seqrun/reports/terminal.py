@@ -451,14 +451,14 @@ class TerminalReporter:
 
     @hookimpl
     def seqrun_report_collectionfinish(self, session: Session) -> bool:
-        selected = {id(t) for t in session.items}
+        selected = set(session.items)
         if self.verbosity < 0:
             # One write, not one per task: 5,000 node ids in a few milliseconds.
             self.write("".join(f"{printable(item.nodeid)}\n" for item in session.items))
         else:
             for spec in session.specs:
                 shown = [t for t in spec.iter_tasks()
-                         if any(id(leaf) in selected for leaf in t.iter_tree())]
+                         if any(leaf in selected for leaf in t.iter_tree())]
                 if not shown:
                     continue
                 self.line(f"<Spec {printable(spec.name)} ({printable(spec.nodeid)})>")
