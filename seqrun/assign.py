@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from seqrun.config import Config
+from seqrun.config import Config, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
@@ -151,7 +151,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("--assign-backend", default=None, metavar="NAME",
                        help="classify each dispatch unit with this backend and run it with the "
                        "owner's backend ([owners] table maps owner_agent to a backend)")
-    group.add_argument("--assign-timeout", type=float, default=180.0, metavar="SECONDS",
+    group.add_argument("--assign-timeout", type=seconds, default=180.0, metavar="SECONDS",
                        help="time limit of one classification call (default 180)")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -67,13 +68,30 @@ class UsageError(Exception):
 
 
 def non_negative(text: str | float) -> float:
-    """argparse ``type`` of a number of seconds (or any amount) >= 0."""
+    """argparse ``type`` of a finite amount >= 0 (NaN and infinity are refused)."""
     try:
         value = float(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not value >= 0 or isinstance(text, bool):  # NaN fails the comparison
+    if not 0 <= value < math.inf or isinstance(text, bool):  # NaN fails the comparison
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+#: The longest wait any option accepts: a year. Larger values overflow the
+#: clocks seqrun computes with ("resumes at ..."), long after the first task.
+MAX_SECONDS = 366 * 24 * 3600.0
+
+
+def seconds(text: str | float) -> float:
+    """argparse ``type`` of a number of seconds: from 0 to :data:`MAX_SECONDS`."""
+    try:
+        value = non_negative(text)
+    except argparse.ArgumentTypeError:
+        value = math.nan
+    if not value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to {MAX_SECONDS:.0f} "
+                                         f"(a year), got {text!r}")
     return value
 
 

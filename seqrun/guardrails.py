@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Generator
 import pluggy
 
 from seqrun.atomicfile import atomic_write
-from seqrun.config import Config, UsageError, non_negative, whole_number
+from seqrun.config import MAX_SECONDS, Config, UsageError, non_negative, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.text import human_seconds
 from seqrun.nodes import Task
@@ -69,8 +69,8 @@ def parse_duration(value: object) -> float:
         seconds = sum(float(m.group(k) or 0) * f for k, f in (("h", 3600), ("m", 60), ("s", 1)))
     else:
         raise ValueError(f"not a duration: {value!r} (use seconds, or e.g. 45m, 8h, 1h30m)")
-    if math.isnan(seconds) or seconds < 0:
-        raise ValueError(f"not a duration: {value!r}")
+    if not 0 <= seconds <= MAX_SECONDS:  # NaN and infinity too
+        raise ValueError(f"not a duration from 0 to {MAX_SECONDS:.0f} seconds (a year): {value!r}")
     return seconds
 
 

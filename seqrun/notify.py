@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from seqrun.config import Config, UsageError, non_negative
+from seqrun.config import Config, UsageError, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.outcome import Outcome, TaskReport
@@ -149,7 +149,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        "the outcome is in SEQRUN_* environment variables")
     group.add_argument("--notify-on", default=",".join(EVENTS), metavar="EVENTS",
                        help="which events run --notify: halt, failure, finish (default all three)")
-    group.add_argument("--notify-timeout", type=non_negative, default=DEFAULT_NOTIFY_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--notify-timeout", type=seconds, default=DEFAULT_NOTIFY_TIMEOUT, metavar="SECONDS",
                        help=f"end a notifier after this long (default {DEFAULT_NOTIFY_TIMEOUT:g})")
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Generator
 
-from seqrun.config import non_negative
+from seqrun.config import seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Attempt, Outcome, TaskReport
@@ -44,11 +44,11 @@ _active_key = StashKey[bool]()
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     rl = parser.add_argument_group("rate limits")
-    rl.add_argument("--rate-limit-margin", type=non_negative, default=30.0, metavar="SECONDS",
+    rl.add_argument("--rate-limit-margin", type=seconds, default=30.0, metavar="SECONDS",
                     help="seconds added to the reset time the CLI reports (default 30)")
-    rl.add_argument("--rate-limit-backoff", type=non_negative, default=60.0, metavar="SECONDS",
+    rl.add_argument("--rate-limit-backoff", type=seconds, default=60.0, metavar="SECONDS",
                     help="first wait when the CLI gives no reset time; doubles each time (default 60)")
-    rl.add_argument("--max-rate-limit-wait", type=non_negative, default=6 * 3600.0, metavar="SECONDS",
+    rl.add_argument("--max-rate-limit-wait", type=seconds, default=6 * 3600.0, metavar="SECONDS",
                     help="halt instead of waiting longer than this (default 21600 = 6 h)")
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -136,15 +137,21 @@ def _env_timeout() -> float:
     raw = os.environ.get("CODEX_TIMEOUT")
     if not raw:
         return DEFAULT_TIMEOUT
+    from seqrun.config import MAX_SECONDS
+
     try:
-        return int(raw) / 1000.0  # the seed's variable is in milliseconds
-    except ValueError:
-        raise UsageError(f"CODEX_TIMEOUT must be milliseconds, got {raw!r}") from None
+        value = int(raw) / 1000.0  # the seed's variable is in milliseconds
+    except (ValueError, OverflowError):
+        value = math.nan
+    if not 0 <= value <= MAX_SECONDS:
+        raise UsageError(f"CODEX_TIMEOUT must be milliseconds from 0 to {MAX_SECONDS * 1000:.0f} "
+                         f"(a year), got {raw!r}")
+    return value
 
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
-    from seqrun.config import non_negative
+    from seqrun.config import seconds
 
     group = parser.add_argument_group("running")
     group.add_argument("--dispatch", choices=("leaf", "unit"), default="leaf",
@@ -152,16 +159,16 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
                        "parent task covering its remaining required subtasks (the seed's way)")
     group.add_argument("--include-optional", action="store_true",
                        help="also run optional tasks (- [ ]*)")
-    group.add_argument("--timeout", type=non_negative, default=None, metavar="SECONDS",
+    group.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                        help="end an agent run (and every process it started) after this long "
                        "(default 7200, or CODEX_TIMEOUT in milliseconds)")
-    group.add_argument("--idle-timeout", type=non_negative, default=0.0, metavar="SECONDS",
+    group.add_argument("--idle-timeout", type=seconds, default=0.0, metavar="SECONDS",
                        help="end an agent that prints nothing for this long (0: never)")
     group.add_argument("--workdir", default=None, metavar="DIR",
                        help="the agent's working directory (default: where seqrun was started)")
     group.add_argument("-s", "--capture=no", dest="echo_output", action="store_true",
                        help="show the agent's output live on the console (-v does too)")
-    group.add_argument("--kill-grace", type=non_negative, default=5.0, metavar="SECONDS",
+    group.add_argument("--kill-grace", type=seconds, default=5.0, metavar="SECONDS",
                        help="after SIGTERM, wait this long before SIGKILL")
     tm = parser.add_argument_group("tmux")
     tm.add_argument("--no-tmux", action="store_true",

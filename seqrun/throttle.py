@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generator
 
-from seqrun.config import Config, non_negative, whole_number
+from seqrun.config import Config, seconds, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Attempt, Kind, Outcome
@@ -63,7 +63,7 @@ class Throttle:
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("running")
-    group.add_argument("--delay", type=non_negative, default=5.0, metavar="SECONDS",
+    group.add_argument("--delay", type=seconds, default=5.0, metavar="SECONDS",
                        help="seconds between two dispatches (default 5)")
     group.add_argument("--max-iterations", type=whole_number, default=50, metavar="N",
                        help="most agent dispatches in this run; rate-limited attempts are not "

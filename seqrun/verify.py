@@ -51,7 +51,7 @@ from typing import IO, TYPE_CHECKING, Mapping, Sequence
 
 import pluggy
 
-from seqrun.config import Config, UsageError, non_negative
+from seqrun.config import Config, UsageError, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Check, Kind, Outcome, Verdict
@@ -468,7 +468,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("--verify-baseline", action="store_true",
                        help="also run the verification before each task, and report the failures "
                        "that were already there apart from the ones the task introduced")
-    group.add_argument("--verify-timeout", type=non_negative, default=DEFAULT_VERIFY_TIMEOUT, metavar="SECONDS",
+    group.add_argument("--verify-timeout", type=seconds, default=DEFAULT_VERIFY_TIMEOUT, metavar="SECONDS",
                        help="end a verification command (and its processes) after this long "
                        f"(default {DEFAULT_VERIFY_TIMEOUT:g}; 0: no limit)")
     group.add_argument("--no-verify", action="store_true",

@@ -90,4 +90,62 @@ def test_config_file_errors_are_one_line(make_spec, run_seqrun, project):
     assert result.returncode == 4 and "[backends.command] argv" in _one_line(result.stderr)
     (project / "seqrun.toml").write_text('delay = "soon"\n')
     result = run_seqrun("--co")
-    assert result.returncode == 4 and "seqrun.toml: delay must be a number >= 0, got 'soon'" in _one_line(result.stderr)
+    assert result.returncode == 4 and "seqrun.toml: delay must be a number of seconds from 0 to 31622400 (a year), got 'soon'" in _one_line(result.stderr)
+
+
+# -- input checked before any agent starts --------------------------------------------------------
+
+MARKER_AGENT = "import pathlib, sys\npathlib.Path(sys.argv[1]).touch()\nprint('<promise>TASK_DONE</promise>')\n"
+
+
+def _marker_project(project: Path, toml_top: str = "") -> Path:
+    """A two-task spec whose agent leaves ``agent-ran`` behind; returns the marker's path."""
+    from conftest import use_command_agent
+
+    marker = project / "agent-ran"
+    use_command_agent(project, MARKER_AGENT, str(marker),
+                      toml_top=f'backend = "command"\nno_tmux = true\n{toml_top}')
+    return marker
+
+
+def _refused_before_any_agent(result, project: Path, marker: Path, tasks: bytes) -> str:
+    assert result.returncode == 4, result.stdout + result.stderr
+    line = _one_line(result.stderr)
+    assert not marker.exists(), "an agent ran before the input was checked"
+    assert (project / ".kiro" / "specs" / "feature" / "tasks.md").read_bytes() == tasks
+    assert not list(project.rglob("*.tmp"))
+    return line
+
+
+SECONDS_OPTIONS = ["--delay", "--timeout", "--idle-timeout", "--kill-grace", "--rate-limit-margin",
+                   "--rate-limit-backoff", "--max-rate-limit-wait", "--verify-timeout", "--assign-timeout",
+                   "--notify-timeout"]
+
+
+def test_seconds_that_no_clock_can_hold_are_refused_before_any_agent(make_spec, run_seqrun, project):
+    tasks = b"- [ ] 1. One\n- [ ] 2. Two\n"
+    make_spec(tasks)
+    marker = _marker_project(project, "delay = 0.0")
+    for option in SECONDS_OPTIONS:
+        for value in ("inf", "1e308", "nan", "-1"):
+            result = run_seqrun(option, value)
+            line = _refused_before_any_agent(result, project, marker, tasks)
+            assert line == (f"ERROR: argument {option}: must be a number of seconds from 0 to 31622400 "
+                            f"(a year), got '{value}'"), line
+    for value in ("inf", "1e308", "99999999h"):
+        result = run_seqrun("--max-runtime", value)
+        line = _refused_before_any_agent(result, project, marker, tasks)
+        assert line.startswith("ERROR: --max-runtime: not a duration"), line
+    result = run_seqrun(env={"CODEX_TIMEOUT": "9" * 20})
+    assert "CODEX_TIMEOUT must be milliseconds" in _refused_before_any_agent(result, project, marker, tasks)
+    # The same values from the config file.
+    for key, value in (("delay", "inf"), ("timeout", "nan"), ("kill_grace", "-inf"), ("idle_timeout", "1e308"),
+                       ("max_runtime", "inf"), ("max_rate_limit_wait", "1e12")):
+        _marker_project(project, f"delay = 0.0\n{key} = {value}" if key != "delay" else f"delay = {value}")
+        result = run_seqrun()
+        line = _refused_before_any_agent(result, project, marker, tasks)
+        assert "seqrun.toml" in line or "--max-runtime" in line, line
+    # The largest accepted value still runs.
+    _marker_project(project, "delay = 31622400\nmax_runtime = 31622400")
+    result = run_seqrun(".kiro/specs/feature::1")
+    assert result.returncode == 0 and marker.exists(), result.stdout + result.stderr
