@@ -153,7 +153,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
         raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UsageError(f"state file {path} is corrupt ({_one_line(exc)}); fix it, or start over "
                          "with --fresh (the old file is kept as a backup)") from None
     problem = state_problem(data)
@@ -310,24 +310,31 @@ class StateFile:
     @classmethod
     def fresh(cls, path: Path, names: Iterable[str]) -> tuple[StateFile, Path | None]:
         """``--fresh``: back the file up, then forget specs ``names`` (the
-        whole file when it cannot be used). Returns the file and the backup."""
+        whole file when it cannot be used). Returns the file and the backup.
+
+        Whatever is at ``path`` is recovered from: a file that cannot be read,
+        or that is not a file at all (a folder, a FIFO), is renamed to the
+        backup name rather than copied, so every byte of it is kept."""
         if not os.path.lexists(path):
             return cls.load(path), None
-        try:
-            info = path.stat()
-        except OSError as exc:
-            raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"state file {path} is not a regular file; remove it, or move it away")
         backup = _backup_name(path)
+        data: Any = {}
         try:
-            shutil.copy2(path, backup)
+            # Never opened unless a regular file: a FIFO would block forever.
+            raw = path.read_bytes() if stat.S_ISREG(path.stat().st_mode) else None
+        except OSError:
+            raw = None
+        try:
+            if raw is None:
+                os.rename(path, backup)
+            else:
+                shutil.copy2(path, backup)
         except OSError as exc:
             raise UsageError(f"--fresh: cannot back up {path} to {backup.name}: "
                              f"{exc.strerror or exc}") from None
         try:
-            data: Any = json.loads(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
+            data = json.loads(raw.decode("utf-8")) if raw is not None else {}
+        except (UnicodeDecodeError, ValueError, RecursionError):
             data = {}
         if isinstance(data, dict):
             if isinstance(data.get("specs"), dict):

@@ -413,6 +413,8 @@ CORRUPT = {
     "task-entry-number": b'{"spec": "feature", "specs": {"feature": {"tasks": {"1": 5}}}}',
     "failed-object": b'{"spec": "feature", "specs": {"feature": {"failed": {"1": true}}}}',
     "empty": b"",
+    "nested-too-deep": b"[" * 100_000 + b"]" * 100_000,
+    "binary": bytes(range(256)) * 4,
 }
 
 
@@ -445,12 +447,30 @@ def test_a_folder_in_place_of_the_state_file(make_spec, run_seqrun, project):
     make_spec("- [ ] 1. First\n")
     configure(project)
     (project / STATE).mkdir()
-    for extra in ([], ["--fresh"]):
-        result = run(run_seqrun, *extra)
-        _assert_one_line_usage_error(result, project / STATE)
-        assert "not a regular file" in result.stderr
-    assert (project / STATE).is_dir() and not any((project / STATE).iterdir())
+    (project / STATE / "kept.txt").write_text("mine")
+    result = run(run_seqrun)
+    _assert_one_line_usage_error(result, project / STATE)
+    assert "not a regular file" in result.stderr
+    assert (project / STATE).is_dir() and [p.name for p in (project / STATE).iterdir()] == ["kept.txt"]
     assert agent_calls(project) == []
+    # --fresh recovers from it too: the folder is moved aside whole, as the backup.
+    result = run(run_seqrun, "--fresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    (backup,) = (project / SPECS).glob("SEQUENTIAL_STATE.json.*.bak")
+    assert (backup / "kept.txt").read_text() == "mine" and str(backup) in result.stderr
+    assert load(project)["specs"]["feature"]["completed"] == ["1"]
+    assert agent_calls(project) == ["feature:1"]
+
+
+def test_fresh_moves_a_fifo_aside_without_opening_it(make_spec, run_seqrun, project):
+    make_spec("- [ ] 1. First\n")
+    configure(project)
+    os.mkfifo(project / STATE)
+    result = run(run_seqrun, "--fresh", timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (backup,) = (project / SPECS).glob("SEQUENTIAL_STATE.json.*.bak")
+    assert stat.S_ISFIFO(backup.lstat().st_mode)
+    assert load(project)["specs"]["feature"]["completed"] == ["1"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
@@ -503,7 +523,7 @@ def test_fresh_keeps_a_backup_and_starts_the_spec_over(make_spec, run_seqrun, pr
     assert len(list((project / SPECS).glob("SEQUENTIAL_STATE.json.*.bak"))) == 2
 
 
-@pytest.mark.parametrize("name", ["invalid-json", "json-list", "task-entry-number"])
+@pytest.mark.parametrize("name", ["invalid-json", "json-list", "task-entry-number", "nested-too-deep", "binary"])
 def test_fresh_over_a_corrupt_file(name, make_spec, run_seqrun, project):
     make_spec("- [ ] 1. First\n")
     configure(project)
