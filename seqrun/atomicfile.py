@@ -4,7 +4,8 @@
 it, renames it over the target and fsyncs the folder. Killed (or the power
 cut) at any instant, the target holds either its previous bytes or the new
 ones; at worst a ``.<name>.*.tmp`` file is left beside it, which
-:func:`remove_stale_temps` clears on a later run.
+:func:`remove_stale_temps` clears on a later run. A failure (a full disk, a
+read-only folder) raises an ``OSError`` whose ``filename`` is the target's.
 """
 from __future__ import annotations
 
@@ -30,7 +31,10 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
     """
     # Renaming over a symlink would replace the link itself by a plain file.
     target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -39,14 +43,22 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
                 os.fsync(f.fileno())
         os.chmod(tmp, _mode_for(target, mode))
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from None
         raise
     if durable:
         _fsync_dir(target.parent)
+
+
+def _naming(exc: OSError, path: Path) -> OSError:
+    """``exc`` naming ``path``: the file the caller asked for, which the user
+    knows, rather than the temporary file they never saw."""
+    return type(exc)(exc.errno, exc.strerror, os.fspath(path)) if exc.errno else exc
 
 
 def temp_pattern(path: Path) -> str:

@@ -149,3 +149,48 @@ def test_seconds_that_no_clock_can_hold_are_refused_before_any_agent(make_spec, 
     _marker_project(project, "delay = 31622400\nmax_runtime = 31622400")
     result = run_seqrun(".kiro/specs/feature::1")
     assert result.returncode == 0 and marker.exists(), result.stdout + result.stderr
+
+
+def test_a_failed_state_save_names_the_state_file_not_its_temporary_file(make_spec, run_seqrun, project):
+    specs = project / ".kiro" / "specs"
+    make_spec("- [ ] 1. One\n- [ ] 2. Two\n")
+    if subprocess.run(["chattr", "+i", str(specs)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    subprocess.run(["chattr", "-i", str(specs)], check=True)
+    # The agent makes the specs folder immutable: the state file's next save fails (EPERM).
+    agent = ("import subprocess, sys\nsubprocess.run(['chattr', '+i', sys.argv[1]], check=True)\n"
+             "print('<promise>TASK_DONE</promise>')\n")
+    from conftest import use_command_agent
+
+    use_command_agent(project, agent, str(specs), toml_top='backend = "command"\nno_tmux = true\ndelay = 0.0')
+    (specs / "SEQUENTIAL_PROGRESS.md").write_text("")  # appended to in place: still writable
+    try:
+        result = run_seqrun()
+    finally:
+        subprocess.run(["chattr", "-i", str(specs)], check=True)
+    assert result.returncode == 4, result.stdout + result.stderr
+    line = _one_line(result.stderr)
+    assert line == (f"ERROR: {specs / 'SEQUENTIAL_STATE.json'}: Operation not permitted "
+                    "(check the folder's permissions)"), line
+    assert not list(specs.glob("*.tmp"))
+
+
+def test_a_full_disk_names_the_agent_log_it_could_not_write(small_disk, run_seqrun):
+    specs = small_disk / ".kiro" / "specs" / "feature"
+    specs.mkdir(parents=True)
+    (specs / "tasks.md").write_text("- [ ] 1. Fill the disk\n")
+    agent = small_disk.parent / "agent.py"
+    # Says it is done, then fills the disk: the log's last buffered write fails when it is closed.
+    agent.write_text("print('<promise>TASK_DONE</promise>', flush=True)\n"
+                     f"f = open({str(small_disk / 'fill')!r}, 'wb', buffering=0)\n"
+                     "for size in (65536, 1024, 1):\n    try:\n        while True:\n"
+                     "            f.write(b'x' * size)\n    except OSError:\n        pass\n")
+    (small_disk / "seqrun.toml").write_text(
+        'backend = "command"\nno_tmux = true\ndelay = 0.0\n[backends.command]\n'
+        f'argv = [{json.dumps(sys.executable)}, {json.dumps(str(agent))}]\n')
+    result = run_seqrun(cwd=small_disk)
+    assert result.returncode == 4, result.stdout + result.stderr
+    line = _one_line(result.stderr)
+    assert line.startswith(f"ERROR: {small_disk / '.kiro' / 'specs' / '.seqrun' / 'logs'}/"), line
+    assert line.endswith(".log: No space left on device (free some disk space, then run the same command "
+                         "again to resume)"), line

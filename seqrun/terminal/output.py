@@ -6,9 +6,11 @@ identical whichever mode ran the agent.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 __all__ = ["LineSplitter", "OutputSink", "MAX_LINE"]
 
@@ -132,6 +134,7 @@ class OutputSink:
         self._splitter = LineSplitter(on_line)
         self._echo = echo
         self._log: BinaryIO | None = None
+        self._log_path = log_path
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = open(log_path, "ab", buffering=1 << 18)  # noqa: SIM115
@@ -143,7 +146,8 @@ class OutputSink:
             return
         self.bytes_out += len(data)
         if self._log is not None:
-            self._log.write(data)
+            with self._naming_the_log():
+                self._log.write(data)
         if self._echo is not None:
             try:
                 self._echo.write(data)
@@ -157,7 +161,8 @@ class OutputSink:
     def flush(self) -> None:
         self._flushed_at = time.monotonic()
         if self._log is not None:
-            self._log.flush()
+            with self._naming_the_log():
+                self._log.flush()
 
     def close(self) -> None:
         """Flush the final partial line and close the log (idempotent)."""
@@ -166,8 +171,19 @@ class OutputSink:
         finally:
             self._splitter = LineSplitter(lambda _line: None)
             if self._log is not None:
-                self._log.close()
-                self._log = None
+                log, self._log = self._log, None
+                with self._naming_the_log():
+                    log.close()
+
+    @contextlib.contextmanager
+    def _naming_the_log(self) -> Iterator[None]:
+        # A buffered write's error names no file: say which one (a full disk).
+        try:
+            yield
+        except OSError as exc:
+            if exc.filename is None and exc.errno:
+                raise type(exc)(exc.errno, exc.strerror, os.fspath(self._log_path)) from None
+            raise
 
     def __enter__(self) -> OutputSink:
         return self
