@@ -124,7 +124,8 @@ class Assigner:
         with tempfile.NamedTemporaryFile("w", suffix=".md", dir=folder, delete=False, encoding="utf-8") as f:
             f.write(prompt)
         call = AgentCall(prompt=prompt, prompt_file=Path(f.name), workdir=workdir(config),
-                         task_id=unit.id, options=config.section("backends").get(backend.name, {}))
+                         task_id=unit.id, options=config.section("backends").get(backend.name, {}),
+                         sandbox=bool(getattr(config.option, "is_sandbox", False)))
         parser = backend.parser()
         try:
             result = run_in_pty(backend.invocation(call), log_path=Path(f.name).with_suffix(".log"),

@@ -106,6 +106,18 @@ def seqrun_collection_finish(session: Session) -> None:
     """Called once selection is done; ``session.items`` is final."""
 
 
+@hookspec
+def seqrun_preflight(session: Session) -> None:
+    """The run is about to start its first agent (not called for
+    ``--collect-only`` or when nothing was collected): collection is done,
+    the specs are locked and their state files read. Raise
+    :class:`~seqrun.config.UsageError` for anything that would make the run
+    fail later — a missing agent CLI, a working directory that is not one —
+    so it is one line and exit 4 before any agent starts. ``--detach``
+    (:mod:`seqrun.detach`, ``trylast``) leaves the terminal after every
+    other implementation has passed."""
+
+
 @hookspec(firstresult=True)
 def seqrun_report_collectionfinish(session: Session) -> Any:
     """Used by ``--collect-only`` reporters; return non-None to stop others."""

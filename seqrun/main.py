@@ -254,6 +254,7 @@ def _main(config: Config, session: Session) -> int:
         return ExitCode.OK if session.items else ExitCode.NO_TASKS_COLLECTED
     if not session.items:
         return ExitCode.NO_TASKS_COLLECTED
+    config.hook.seqrun_preflight(session=session)
     config.hook.seqrun_runtestloop(session=session)
     return session.exit_code()
 

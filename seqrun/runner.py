@@ -188,6 +188,14 @@ def seqrun_configure(config: Config) -> None:
         opt.timeout = _env_timeout()
 
 
+@hookimpl
+def seqrun_preflight(session: Session) -> None:
+    chosen = session.config.option.workdir
+    if chosen and not workdir(session.config).is_dir():
+        what = "does not exist" if not os.path.exists(chosen) else "is not a directory"
+        raise UsageError(f"--workdir {chosen}: {what}")
+
+
 def use_tmux(config: Config) -> bool:
     if config.option.no_tmux or os.environ.get("CODEAGENT_NO_TMUX") == "1":
         return False
@@ -469,6 +477,7 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         workdir=workdir(config),
         task_id=item.id, model=opt.model or None,
         options=config.section("backends").get(backend.name, {}), resume_session=resume,
+        sandbox=bool(getattr(opt, "is_sandbox", False)),
     )
     invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
     if state.executor is None:  # before the attempt hook: reporters show the tmux session

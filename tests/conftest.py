@@ -52,6 +52,9 @@ def seqrun_env(extra: dict[str, str] | None = None, *, fakes: bool = False) -> d
     env.pop("GITHUB_STEP_SUMMARY", None)  # never append to a real CI job summary
     env["SEQRUN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env["NO_COLOR"] = "1"
+    # The suite may run as root (a container): claude, and so seqrun's check
+    # for it, refuses root unless the machine is declared a sandbox.
+    env["IS_SANDBOX"] = "1"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     if fakes:
         env["PATH"] = str(FAKE_BIN) + os.pathsep + env["PATH"]

@@ -190,3 +190,11 @@ def test_every_prompt_size_keeps_argv_small(backend: type, tmp_path: Path) -> No
         inv = invoke(backend, make_call(tmp_path, "é" * (size // 2)))
         assert argv_bytes(inv.argv) < MAX_ARGV_PROMPT + 4096
         assert all("\0" not in a for a in inv.argv)
+
+
+def test_claude_is_told_it_runs_in_a_sandbox_only_when_the_user_says_so(tmp_path: Path) -> None:
+    import dataclasses
+
+    call = make_call(tmp_path, "Do it.")
+    assert "IS_SANDBOX" not in invoke(ClaudeBackend, call).env
+    assert invoke(ClaudeBackend, dataclasses.replace(call, sandbox=True)).env == {"IS_SANDBOX": "1"}

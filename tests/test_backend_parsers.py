@@ -357,3 +357,13 @@ def test_gemini_reset_hint_only_counts_for_failures() -> None:
     (case,) = [c for c in CASES if c["cli"] == "gemini" and c["case"] == "done"]
     lines = ["Attempt 1 failed with status 429. Retrying with backoff... Please retry in 2s.", *lines_of(case)]
     assert run(GeminiBackend().parser(), lines, 0).outcome is Outcome.PASSED
+
+
+def test_claude_refusing_root_says_why_and_how_to_opt_in() -> None:
+    # What claude 2.x prints on stderr, then exit 1, when run as root without IS_SANDBOX=1.
+    parser = ClaudeBackend().parser()
+    parser.feed_line("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons\r")
+    verdict = parser.finish(1)
+    assert verdict.outcome.value == "failed"
+    assert verdict.reason.startswith("exit status 1: claude refuses --dangerously-skip-permissions when run as root")
+    assert "--is-sandbox" in verdict.reason

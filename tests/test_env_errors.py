@@ -3,6 +3,7 @@ the right exit code, no half-written file, no agent left running."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -194,3 +195,58 @@ def test_a_full_disk_names_the_agent_log_it_could_not_write(small_disk, run_seqr
     assert line.startswith(f"ERROR: {small_disk / '.kiro' / 'specs' / '.seqrun' / 'logs'}/"), line
     assert line.endswith(".log: No space left on device (free some disk space, then run the same command "
                          "again to resume)"), line
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_workdir_that_is_not_a_folder_is_refused_before_any_agent(kind, make_spec, run_seqrun, project):
+    tasks = b"- [ ] 1. One\n"
+    make_spec(tasks)
+    marker = _marker_project(project, "delay = 0.0")
+    workdir = project / "elsewhere"
+    if kind == "a file":
+        workdir.write_text("not a folder")
+    result = run_seqrun("--workdir", str(workdir))
+    line = _refused_before_any_agent(result, project, marker, tasks)
+    what = "does not exist" if kind == "missing" else "is not a directory"
+    assert line == f"ERROR: --workdir {workdir}: {what}", line
+    state = project / ".kiro" / "specs" / "SEQUENTIAL_STATE.json"
+    assert json.loads(state.read_text())["specs"]["feature"]["tasks"] == {}  # no task left "running"
+
+
+def test_a_progress_file_that_cannot_be_appended_to_is_refused_before_any_agent(make_spec, run_seqrun, project):
+    tasks = b"- [ ] 1. One\n"
+    make_spec(tasks)
+    marker = _marker_project(project, "delay = 0.0")
+    progress = project / ".kiro" / "specs" / "SEQUENTIAL_PROGRESS.md"
+    progress.write_text("# Progress\n")
+    if not _mount(["--bind", str(progress), str(progress)]):
+        pytest.skip("cannot bind-mount here")
+    try:
+        if not _mount(["-o", "remount,ro,bind", str(progress)]):
+            pytest.skip("cannot remount read-only here")
+        result = run_seqrun()
+    finally:
+        subprocess.run(["umount", "-l", str(progress)], capture_output=True)
+    line = _refused_before_any_agent(result, project, marker, tasks)
+    assert line == f"ERROR: cannot write progress file {progress}: Read-only file system", line
+    assert progress.read_text() == "# Progress\n"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="claude refuses only root")
+def test_claude_as_root_is_refused_before_any_agent_unless_the_machine_is_a_sandbox(make_spec, run_seqrun, project):
+    folder = make_spec("- [ ] 1. One\n")
+    not_a_sandbox = {"IS_SANDBOX": ""}
+    result = run_seqrun("--backend", "claude", "--no-tmux", "--delay", "0", fakes=True, env=not_a_sandbox)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert _one_line(result.stderr) == (
+        "ERROR: claude refuses --dangerously-skip-permissions when run as root: run seqrun as another user, "
+        "or, on a throwaway container or VM, pass --is-sandbox (sets IS_SANDBOX=1 for claude)")
+    assert (folder / "tasks.md").read_text() == "- [ ] 1. One\n"
+    assert not (project / ".kiro" / "specs" / ".seqrun" / "logs").exists()  # no agent was started
+    # Opting in, on the command line or in seqrun.toml, or with claude's own variable.
+    for args, env, toml in ((["--is-sandbox"], not_a_sandbox, ""), ([], not_a_sandbox, "is_sandbox = true\n"),
+                            ([], {"IS_SANDBOX": "1"}, "")):
+        (project / "seqrun.toml").write_text(toml)
+        result = run_seqrun("--backend", "claude", "--no-tmux", "--delay", "0", "--fresh", "--no-mark",
+                            *args, fakes=True, env=env)
+        assert result.returncode == 0, (args, toml, result.stdout + result.stderr)

@@ -57,6 +57,10 @@ class AgentCall:
     resume_session: str | None = None
     """Continue this CLI session (its own id) instead of starting a fresh one:
     set only for a backend whose ``can_resume`` is true."""
+    sandbox: bool = False
+    """``--is-sandbox``: the user declared this machine a throwaway sandbox,
+    so a CLI that refuses to skip its permission prompts as root may be told
+    so (claude: ``IS_SANDBOX=1``)."""
 
 
 #: Where the agent's stdin comes from: the terminal ("tty", so a person attached
@@ -101,6 +105,11 @@ class OutputParser(Protocol):
 
 
 class Backend(Protocol):
+    """What every backend has. It may also define ``environment_problem(env,
+    sandbox) -> str | None``: why its CLI would refuse to run in this
+    environment (``env``, ``--is-sandbox``), as one line with the fix; the
+    run is then refused before any agent starts (exit 4)."""
+
     name: ClassVar[str]
     executable: ClassVar[str]
 

@@ -19,9 +19,10 @@ file is its stdin whatever its size. The stream is one event per line:
 """
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 from seqrun.backends._resets import BILLING_TEXT, claude_reset, with_reset
 from seqrun.backends._support import as_float, as_int, as_str, clip
@@ -37,6 +38,12 @@ from seqrun.backends.base import (
     one_line,
 )
 from seqrun.outcome import Outcome, Usage, Verdict
+
+
+#: What claude prints (and exits 1) when run as root without ``IS_SANDBOX=1``.
+ROOT_REFUSED = re.compile(r"--dangerously-skip-permissions cannot be used with root/sudo privileges")
+ROOT_REFUSAL = ("claude refuses --dangerously-skip-permissions when run as root: run seqrun as another "
+                "user, or, on a throwaway container or VM, pass --is-sandbox (sets IS_SANDBOX=1 for claude)")
 
 
 class ClaudeBackend:
@@ -60,10 +67,20 @@ class ClaudeBackend:
             argv += ["--resume", call.resume_session]  # that exact session, never "the last one"
         argv += list(call.extra_args)
         # No prompt argument: claude -p then reads it from stdin, at any size.
-        return Invocation(argv=argv, cwd=call.workdir, stdin=call.prompt_file)
+        env = {"IS_SANDBOX": "1"} if call.sandbox else {}
+        return Invocation(argv=argv, env=env, cwd=call.workdir, stdin=call.prompt_file)
 
     def parser(self) -> ClaudeParser:
         return ClaudeParser()
+
+    @staticmethod
+    def environment_problem(env: Mapping[str, str], sandbox: bool) -> str | None:
+        """claude run as root exits 1 at once, refusing
+        ``--dangerously-skip-permissions``, unless told it is in a sandbox
+        (its own test: real uid 0, no ``IS_SANDBOX=1``, no bubblewrap)."""
+        if os.getuid() != 0 or sandbox or env.get("IS_SANDBOX") == "1" or env.get("CLAUDE_CODE_BUBBLEWRAP"):
+            return None
+        return ROOT_REFUSAL
 
 
 class ClaudeParser(LineParser):
@@ -75,10 +92,13 @@ class ClaudeParser(LineParser):
         self.rejected = False
         self.assistant_error: str = ""
         self.assistant_text: str = ""
+        self.root_refused = False
 
     def _feed(self, text: str, raw: str) -> None:
         event = decode_json_line(text)
         if event is None:
+            if ROOT_REFUSED.search(text):
+                self.root_refused = True
             return
         kind = event.get("type")
         if self.session_id is None and kind in ("system", "result"):
@@ -109,6 +129,8 @@ class ClaudeParser(LineParser):
         if result is None:
             if self.rejected or self.assistant_error == "rate_limit":
                 return self._limited(self.assistant_text, None, now)
+            if exit_status != 0 and self.root_refused:
+                return Verdict(Outcome.FAILED, f"exit status {exit_status}: {ROOT_REFUSAL}")
             if exit_status != 0:
                 verdict = exit_failure(exit_status, None)
                 if self.assistant_error:

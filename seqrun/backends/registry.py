@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shutil
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,8 @@ def registry(config: Config) -> BackendRegistry:
 
 
 def check_executable(backend: Any, config: Config) -> None:
-    """A missing agent CLI is a usage error before anything runs."""
+    """A missing agent CLI, or one that would refuse to run here (claude as
+    root), is a usage error before its first agent starts."""
     options = config.section("backends").get(backend.name, {})
     options = options if isinstance(options, dict) else {}
     argv = options.get("argv")
@@ -86,6 +88,10 @@ def check_executable(backend: Any, config: Config) -> None:
     if exe and shutil.which(exe) is None:
         raise UsageError(f"{exe} not found on PATH: install it, or pick another --backend "
                          f"(known: {', '.join(sorted(registry(config).classes))})")
+    environment_problem = getattr(backend, "environment_problem", None)
+    problem = environment_problem(os.environ, bool(config.option.is_sandbox)) if environment_problem else None
+    if problem:
+        raise UsageError(problem)
 
 
 @hookimpl
@@ -95,6 +101,9 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        help="agent CLI: codex, claude, gemini, opencode, kiro, codeagent-wrapper, "
                        "command (argv from [tool.seqrun.backends.command]), demo; default claude")
     group.add_argument("--model", default="", metavar="MODEL", help="model passed to the CLI")
+    group.add_argument("--is-sandbox", action="store_true",
+                       help="this machine is a throwaway sandbox (container, VM): lets claude run as "
+                       "root skip its permission prompts (IS_SANDBOX=1), which it refuses otherwise")
 
 
 @hookimpl(trylast=True)
@@ -121,14 +130,26 @@ def seqrun_configure(config: Config) -> None:
                              f"\"{{prompt_file}}\", ...] in {where}")
 
 
+@hookimpl
+def seqrun_preflight(session: Session) -> None:
+    # --backend's CLI now; one an --assign-backend answer picks, before its first agent.
+    config = session.config
+    check_backend(config, config.option.backend)
+
+
+def check_backend(config: Config, name: str) -> Backend:
+    """The backend ``name``, checked once per run (:func:`check_executable`)."""
+    backend = registry(config).get(name)
+    checked = config.stash.setdefault(checked_key, set())
+    if backend.name not in checked:
+        check_executable(backend, config)
+        checked.add(backend.name)
+    return backend
+
+
 def backend_for(session: Session, task: Task) -> Backend:
     """The backend that runs ``task``: an assignment hook's choice or ``--backend``."""
     config = session.config
     name = config.hook.seqrun_assign_backend(task=task, session=session) or config.option.backend
-    backend = registry(config).get(name)
-    checked = config.stash.setdefault(checked_key, set())
-    if name not in checked:
-        check_executable(backend, config)
-        checked.add(name)
-    return backend
+    return check_backend(config, name)
 

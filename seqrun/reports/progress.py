@@ -43,9 +43,11 @@ class ProgressLog:
         if not existing_regular_file(path, "progress file"):
             return
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # Opened for appending, as each entry will be: a file that cannot
+            # take one is found now, not after the first agent worked for an hour.
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
         except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot write progress file {path}: {exc.strerror or exc}") from None
         try:
             self._scan(fd, os.fstat(fd).st_size)
         finally:
