@@ -118,6 +118,13 @@ def seqrun_preflight(session: Session) -> None:
     other implementation has passed."""
 
 
+@hookspec
+def seqrun_detached(session: Session, log_path: Path) -> None:
+    """``--detach``: this process is now the background run, forked after
+    :func:`seqrun_preflight`. Its pid is new, stdin is /dev/null and stdout
+    and stderr go to ``log_path``: refresh what depends on them."""
+
+
 @hookspec(firstresult=True)
 def seqrun_report_collectionfinish(session: Session) -> Any:
     """Used by ``--collect-only`` reporters; return non-None to stop others."""

@@ -41,9 +41,14 @@ class SpecLock:
             os.close(fd)
             raise UsageError(f"{what} is being run by another seqrun (pid {holder}); "
                              f"wait for it to finish or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd
+        self.write_pid()
+
+    def write_pid(self) -> None:
+        """Name this process as the holder (again, in a ``--detach`` child)."""
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
         if self.fd is not None:
@@ -65,6 +70,12 @@ class LockPlugin:
             lock = SpecLock(lock_path(spec.folder.parent, spec.name))
             lock.acquire(f"spec {spec.nodeid}")
             self.locks.append(lock)
+
+    @hookimpl
+    def seqrun_detached(self, session: Session, log_path: Path) -> None:
+        # The forked child holds the same flocks; the error message must name it.
+        for lock in self.locks:
+            lock.write_pid()
 
     @hookimpl(trylast=True)
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:

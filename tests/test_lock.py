@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 import json
+
+import pytest
 
 from conftest import seqrun_env
 
@@ -114,4 +117,107 @@ def test_detached_run_survives_without_a_terminal(make_spec, run_seqrun, project
             still = False
     assert not still
     # Read once it has ended: the summary comes after the last tick.
-    assert "2 passed" in (project / "seqrun.out").read_text()
+    detach = project / ".kiro" / "specs" / ".seqrun" / "detach"
+    assert f"output: {detach / 'feature.log'}; pid file: {detach / 'feature.pid'}" in result.stdout
+    assert "2 passed" in (detach / "feature.log").read_text()
+    assert not (detach / "feature.pid").exists()  # removed when the run ended
+
+
+# -- --detach checks everything before it leaves the terminal -----------------------------------
+
+
+def _background_pids(project) -> list[int]:
+    """seqrun processes started in ``project`` (a detached run would be one)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if cwd == str(project) and b"seqrun" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def test_detach_without_the_agent_cli_fails_on_the_terminal(make_spec, run_seqrun, project):
+    make_spec("- [ ] 1. One\n")
+    result = run_seqrun("--detach", "--backend", "codex", "--no-tmux",
+                        env={"PATH": os.path.dirname(sys.executable)})
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "background" not in result.stdout
+    assert result.stderr.startswith("ERROR: codex not found on PATH") and len(result.stderr.splitlines()) == 1
+    assert _background_pids(project) == []
+    assert not (project / ".kiro" / "specs" / ".seqrun" / "detach" / "feature.pid").exists()
+
+
+def _git(project, *args):
+    return subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, text=True).stdout
+
+
+def _wait_gone(pid: int, timeout: float = 60) -> None:
+    from conftest import gone, wait_for
+
+    assert wait_for(lambda: gone(pid), timeout), f"background seqrun {pid} still running"
+
+
+def test_detach_with_git_commit_commits_each_task_and_leaves_the_tree_clean(make_spec, run_seqrun, project):
+    make_spec("- [ ] 1. One\n- [ ] 2. Two\n")
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "initial")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "SEQRUN_DEMO_DELAY": "0"}
+    result = run_seqrun("--detach", "--git-commit", "--backend", "demo", "--no-tmux", "--delay", "0", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pid = int(result.stdout.split("pid ")[1].split(";")[0])
+    _wait_gone(pid)
+    log = (project / ".kiro" / "specs" / ".seqrun" / "detach" / "feature.log").read_text()
+    assert "2 passed" in log, log
+    assert _git(project, "log", "--format=%s").splitlines() == [
+        "seqrun: feature 2 Two", "seqrun: feature 1 One", "initial"]
+    # Only seqrun's run files, never committed by design; no log of the detached run.
+    assert _git(project, "status", "--porcelain", "--untracked-files=all").splitlines() == [
+        "?? .kiro/specs/SEQUENTIAL_PROGRESS.md", "?? .kiro/specs/SEQUENTIAL_STATE.json"]
+    # A dirty tree is refused on the terminal, before anything is detached.
+    (project / "stray.txt").write_text("uncommitted")
+    (project / ".kiro" / "specs" / "feature" / "tasks.md").write_text("- [ ] 3. Three\n")
+    _git(project, "add", "-A")
+    result = run_seqrun("--detach", "--git-commit", "--backend", "demo", "--no-tmux", env=env)
+    assert result.returncode == 4 and "background" not in result.stdout, result.stdout + result.stderr
+    assert "--git-commit: the work tree has uncommitted changes outside the specs (stray.txt)" in result.stderr
+    assert _background_pids(project) == []
+
+
+def test_detach_log_path_is_kept_and_out_of_the_commits(make_spec, run_seqrun, project):
+    make_spec("- [ ] 1. One\n")
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "initial")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "SEQRUN_DEMO_DELAY": "0"}
+    result = run_seqrun("--detach", "--detach-log", "night.log", "--git-commit", "--backend", "demo",
+                        "--no-tmux", "--delay", "0", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    _wait_gone(int(result.stdout.split("pid ")[1].split(";")[0]))
+    assert "1 passed" in (project / "night.log").read_text(), (project / "night.log").read_text()
+    assert f"output: {project / 'night.log'};" in result.stdout
+    assert "night.log" not in _git(project, "show", "--name-only", "--format=", "HEAD")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_detach_in_tmux_names_the_session_to_attach_to(make_spec, run_seqrun, project, tmp_path):
+    make_spec("- [ ] 1. One\n")
+    sock = tmp_path / "tmux"
+    sock.mkdir()
+    env = {"TMUX_TMPDIR": str(sock), "SEQRUN_DEMO_DELAY": "0"}
+    try:
+        result = run_seqrun("--detach", "--backend", "demo", "--delay", "0", env=env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.rstrip().endswith("; attach: tmux attach -t sequential-feature"), result.stdout
+        _wait_gone(int(result.stdout.split("pid ")[1].split(";")[0]))
+        assert "1 passed" in (project / ".kiro" / "specs" / ".seqrun" / "detach" / "feature.log").read_text()
+    finally:
+        subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)

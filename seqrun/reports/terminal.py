@@ -368,6 +368,15 @@ class TerminalReporter:
         self._console: Any = None
         self._live: LiveView | None = None
 
+    @hookimpl
+    def seqrun_detached(self, session: Session, log_path: Path) -> None:
+        # stdout is a log file now: plain text, no live area.
+        self.color = want_color(self.config.option.color, self.out)
+        self.interactive = False
+        self._console = None
+        self.line(f"collected {self.total} task{'s' if self.total != 1 else ''}; "
+                  f"running in the background as pid {os.getpid()}")
+
     # -- writing ----------------------------------------------------------------
 
     def rich_console(self) -> Any:
