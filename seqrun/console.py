@@ -18,7 +18,7 @@ whole process) puts a :class:`ConsoleStream` in front of ``sys.stdout`` and
   the interpreter's final flush write nowhere instead of failing.
 * ``SIGPIPE`` stays ignored in seqrun itself (Python's default, made explicit
   for embedding hosts), so a closed pipe is an error code, never a death;
-  agents get it back at its default (:mod:`seqrun.terminal.ptyexec`).
+  an agent started by :mod:`seqrun.terminal.ptyexec` gets it back at its default.
 * Any other error (a full disk under ``seqrun > out.txt``) still raises: it
   is the environment's fault, reported as such (exit 4).
 """
