@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import pluggy
 
 from seqrun.config import DEFAULT_SPECS_ROOT, Config, UsageError, parse_config, whole_number
+from seqrun.console import guarded_console
 from seqrun.hookspec import hookimpl
 from seqrun.kiro import TASK_FILE_NAMES
 from seqrun.nodes import Spec, Task
@@ -201,9 +202,6 @@ def _exit_code_for(config: Config, session: Session, exc: BaseException, quiet_i
     if isinstance(exc, UsageError):
         print(f"ERROR: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR
-    if isinstance(exc, BrokenPipeError):
-        _silence_stdout()  # `seqrun --co -q | head`: the reader has all it wanted
-        return session.exit_code()
     if isinstance(exc, OSError):
         # The environment, not seqrun: a full disk, a read-only folder.
         if quiet_if != ExitCode.USAGE_ERROR:
@@ -229,12 +227,6 @@ def describe_os_error(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     fix = _OS_ERROR_FIXES.get(exc.errno or 0, "")
     return f"{where}{exc.strerror or exc}" + (f" ({fix})" if fix else "")
-
-
-def _silence_stdout() -> None:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def report_internal_error(config: Config | None, exc: BaseException) -> None:
@@ -300,10 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def console_main() -> int:
-    """The ``seqrun`` console script."""
-    code = main()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _silence_stdout()
-    return code
+    """The ``seqrun`` console script: the process's stdout and stderr are
+    guarded (:mod:`seqrun.console`), so a closed console never stops a run."""
+    with guarded_console():
+        return main()

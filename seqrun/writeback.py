@@ -17,22 +17,37 @@ the agent's claim, says whether it is done. Every other byte is the agent's:
 a checkbox someone changed since collection (the agent of an earlier task
 ticked it) is not taken over. A task found as ``[-]`` (left by a run that was
 killed) runs again like ``[ ]`` and goes back to ``[ ]`` if it fails.
+
+Every ``[-]`` seqrun writes is recorded first, with the line as it was and
+its index, in ``<specs root>/.seqrun/marks/<spec>.json`` (:class:`MarkLedger`),
+until the task's verdict resolves it. So a ``[-]`` the tracker lost (the agent
+re-indented the file, or moved its line among identical ones) and one a
+killed run left behind are still taken back: at the end of the task, or when
+the next run of the spec starts (it holds the spec's lock), the line is found
+by that text with ``[-]`` in its checkbox (leading whitespace and the line
+ending aside), the nearest to the recorded index if several, and gets its
+verdict's mark — or, at a run's start, the mark it had before. A line whose
+text was changed otherwise is never touched.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pluggy
 
+from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Task, TaskKind, Warning_
+from seqrun.nodes import Spec, Task, TaskKind, Warning_
 from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
+from seqrun.paths import safe_name, seqrun_dir, specs_root
 from seqrun.runner import runstate
 
 if TYPE_CHECKING:
@@ -40,6 +55,8 @@ if TYPE_CHECKING:
 
 _MARK = re.compile(rb"\[[ xX~/-]\]")
 RUNNING_MARK = "-"
+#: The marks a ``[-]`` can have replaced (every mark of :data:`_MARK` but itself).
+_RESTORABLE = " xX~/"
 
 
 def _line_key(line: bytes) -> bytes | None:
@@ -126,13 +143,15 @@ class LineTracker:
         self.keys = keys
 
 
-def set_mark(path: Path, tracker: LineTracker, task: Task, mark: str, expect: str | None = None) -> str:
+def set_mark(path: Path, tracker: LineTracker, task: Task, mark: str, expect: str | None = None,
+             before_write: Callable[[int, bytes], None] | None = None) -> str:
     """Set the checkbox of ``task``'s line in ``path`` to ``mark``.
 
     With ``expect`` (a string of marks), only a checkbox currently holding one
-    of them is changed. Returns ``"changed"``, ``"same"`` (already ``mark``),
-    ``"kept"`` (another mark than expected, left alone) or ``"missing"``.
-    Raises OSError when the file cannot be read or written.
+    of them is changed. ``before_write(index, line)`` is called with the line
+    as it is when it holds ``mark`` already or is about to get it. Returns ``"changed"``, ``"same"``
+    (already ``mark``), ``"kept"`` (another mark than expected, left alone) or
+    ``"missing"``. Raises OSError when the file cannot be read or written.
     """
     lines = path.read_bytes().splitlines(keepends=True)
     index = tracker.locate(task, lines)
@@ -142,10 +161,12 @@ def set_mark(path: Path, tracker: LineTracker, task: Task, mark: str, expect: st
     m = _MARK.search(line)
     assert m is not None  # the tracker only places a line with its key
     current = line[m.start() + 1: m.start() + 2].decode("ascii")
+    if current != mark and expect is not None and current not in expect:
+        return "kept"
+    if before_write is not None:
+        before_write(index, line)
     if current == mark:
         return "same"
-    if expect is not None and current not in expect:
-        return "kept"
     offset = sum(map(len, lines[:index])) + m.start() + 1
     new = mark.encode("ascii")
     # One byte written in place: a crash leaves the old mark or the new one, and
@@ -173,17 +194,117 @@ def _write_byte(path: Path, offset: int, old: bytes, new: bytes, *, durable: boo
     return True
 
 
+@dataclass(frozen=True)
+class RunningMark:
+    """A ``[-]`` seqrun wrote, as recorded just before writing it."""
+
+    task_id: str
+    index: int
+    """The line's index in the file then."""
+    text: bytes
+    """The line then, with the mark it had, without its line ending."""
+    was: str
+    """That mark: what a run that finds the ``[-]`` left behind puts back."""
+
+    def to_json(self) -> dict[str, object]:
+        return {"task": self.task_id, "line": self.index, "was": self.was,
+                "text": self.text.decode("utf-8", "surrogateescape")}
+
+    @classmethod
+    def from_json(cls, data: object) -> RunningMark | None:
+        if not isinstance(data, dict):
+            return None
+        task, index, was, text = (data.get(k) for k in ("task", "line", "was", "text"))
+        if not (isinstance(task, str) and isinstance(index, int) and isinstance(text, str)
+                and isinstance(was, str) and len(was) == 1 and was in _RESTORABLE):
+            return None
+        try:
+            return cls(task, index, text.encode("utf-8", "surrogateescape"), was)
+        except UnicodeEncodeError:
+            return None
+
+
+def _content_key(line: bytes) -> bytes | None:
+    """What a line says whatever its mark, indentation and line ending."""
+    key = _line_key(line)
+    return key.lstrip() if key is not None else None
+
+
+def find_running_mark(lines: list[bytes], mark: RunningMark) -> int | None:
+    """The index of the line ``mark`` was written to: the one that says what
+    it said then and holds ``[-]``, nearest to where it was; None if none."""
+    key = _content_key(mark.text)
+    found = []
+    for i, line in enumerate(lines):
+        m = _MARK.search(line)
+        if m and line[m.start() + 1: m.start() + 2] == RUNNING_MARK.encode() and _content_key(line) == key:
+            found.append(i)
+    return min(found, key=lambda i: (abs(i - mark.index), i)) if found else None
+
+
+def write_at_running_mark(path: Path, mark: RunningMark, new: str) -> bool:
+    """Replace the ``[-]`` of ``mark``'s line (found again by its text) with
+    ``new``, in place and fdatasync'd; False when no such line is there."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    index = find_running_mark(lines, mark)
+    if index is None:
+        return False
+    m = _MARK.search(lines[index])
+    assert m is not None
+    offset = sum(map(len, lines[:index])) + m.start() + 1
+    return _write_byte(path, offset, RUNNING_MARK.encode(), new.encode("ascii"), durable=True)
+
+
+class MarkLedger:
+    """``<specs root>/.seqrun/marks/<spec>.json``: the ``[-]`` marks seqrun
+    has out in one spec's tasks file. Written before each ``[-]`` and after
+    its verdict's mark (atomically, not fsync'd: ``[-]`` is not either);
+    removed when none is out. An unreadable ledger counts as empty."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.path = seqrun_dir(specs_root(spec)) / "marks" / f"{safe_name(spec.name)}.json"
+
+    def load(self) -> list[RunningMark]:
+        try:
+            data = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            return []
+        found = (RunningMark.from_json(m) for m in data.get("marks", ()) if isinstance(data, dict))
+        return [m for m in found if m is not None]
+
+    def save(self, marks: Iterable[RunningMark]) -> None:
+        """Raises OSError when it cannot be written."""
+        records = [m.to_json() for m in marks]
+        if not records:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps({"marks": records}, indent=1).encode("utf-8"), durable=False)
+
+
 class WriteBack:
     """The plugin: marks, ticks and restores checkboxes as tasks run."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.trackers: dict[Path, LineTracker] = {}  # tasks file -> its task lines
-        self.running: dict[Task, Task] = {}  # tasks we marked [-], until they resolve
+        self.running: dict[Task, RunningMark | None] = {}
+        """Tasks we marked [-], until they resolve: what the ledger says of each."""
+        self.ledgers: dict[Path, MarkLedger] = {}  # tasks file -> its spec's ledger
         self.warned: set[Task] = set()
 
     @hookimpl
     def seqrun_collection_finish(self, session: Session) -> None:
+        # After the spec locks (tryfirst): a [-] in the ledger of a spec this
+        # run holds is no live run's, so it was left behind.
+        selected = {item.spec for item in session.items}
+        for spec in session.specs:
+            if spec in selected:
+                self.ledgers[spec.tasks_file] = ledger = MarkLedger(spec)
+                self._take_back(spec, ledger)
         # The lines as collected: later agents may add lines above a task, so
         # its line number alone would point at another line.
         for spec in session.specs:
@@ -196,7 +317,51 @@ class WriteBack:
                 continue
             self.trackers[spec.tasks_file] = LineTracker(data, tasks)
 
-    def _mark(self, task: Task, mark: str, expect: str | None = None) -> str:
+    def _take_back(self, spec: Spec, ledger: MarkLedger) -> None:
+        """Put back the mark under each ``[-]`` a killed run left in ``spec``'s file."""
+        left = ledger.load()
+        if not left:
+            return
+        for mark in left:
+            try:
+                write_at_running_mark(spec.tasks_file, mark, mark.was)
+            except OSError as exc:
+                print(f"WARNING {spec.tasks_file}: cannot take back the [-] of task {mark.task_id}: "
+                      f"{exc.strerror or exc}", file=sys.stderr)
+                return  # the ledger stays for the next run
+        try:
+            ledger.save([])
+        except OSError:
+            pass  # found again next time: only a [-] still there is written
+
+    def _record(self, task: Task) -> Callable[[int, bytes], None]:
+        """Record the [-] about to be written to ``task``'s line in its ledger."""
+
+        def record(index: int, line: bytes) -> None:
+            m = _MARK.search(line)
+            assert m is not None
+            was = line[m.start() + 1: m.start() + 2].decode("ascii")
+            # A [-] found at the start is a killed run's: it was [ ] before.
+            self.running[task] = RunningMark(task.id, index, line.rstrip(b"\r\n"),
+                                             " " if was == RUNNING_MARK else was)
+            self._save_ledger(task)
+
+        return record
+
+    def _save_ledger(self, task: Task) -> None:
+        ledger = self.ledgers.get(task.spec.tasks_file) if task.spec is not None else None
+        if ledger is None:
+            return
+        try:
+            ledger.save(m for t, m in self.running.items() if m is not None and t.spec is task.spec)
+        except OSError:
+            pass  # only a run killed while the task runs would miss it
+
+    def _mark(self, task: Task, mark: str, expect: str | None = None, *,
+              before_write: Callable[[int, bytes], None] | None = None,
+              ours: RunningMark | None = None) -> str:
+        """Set ``task``'s checkbox; ``ours`` is the [-] we wrote there, found
+        by its text when the tracker lost the line."""
         if task.spec is None:
             return "missing"
         path = task.spec.tasks_file
@@ -204,7 +369,9 @@ class WriteBack:
         if tracker is None or task not in tracker:
             return "missing"  # not a checkbox line: nothing to tick
         try:
-            outcome = set_mark(path, tracker, task, mark, expect)
+            outcome = set_mark(path, tracker, task, mark, expect, before_write)
+            if outcome == "missing" and ours is not None and write_at_running_mark(path, ours, mark):
+                outcome = "changed"
         except OSError as exc:
             self._warn(task, f"cannot mark task {task.id} [{mark}]: {exc.strerror or exc}")
             return "missing"
@@ -220,6 +387,15 @@ class WriteBack:
         task.spec.warnings.append(warning)
         # Collection warnings are printed already: say this one now.
         print(f"WARNING {warning}", file=sys.stderr)
+
+    def _resolve(self, task: Task, mark: str, expect: str | None = None) -> None:
+        """Replace our [-] on ``task``'s line by its verdict's ``mark``, and
+        strike it from the ledger: a line not found now (changed otherwise)
+        is not ours to look for again."""
+        ours = self.running.pop(task, None)
+        self._mark(task, mark, expect, ours=ours)
+        if ours is not None:
+            self._save_ledger(task)
 
     @hookimpl
     def seqrun_runtest_setup(self, item: Task, session: Session) -> None:
@@ -245,36 +421,34 @@ class WriteBack:
         if item in self.running or item.mark not in (" ", RUNNING_MARK):
             return
         # A [-] found at the start was left by a killed run: it is ours too.
-        if self._mark(item, RUNNING_MARK, expect=" " + RUNNING_MARK) in ("changed", "same"):
-            self.running[item] = item
+        outcome = self._mark(item, RUNNING_MARK, expect=" " + RUNNING_MARK, before_write=self._record(item))
+        if outcome in ("changed", "same"):
+            self.running.setdefault(item, None)
 
     @hookimpl
     def seqrun_runtest_teardown(self, item: Task, session: Session, report: TaskReport) -> None:
         if report.outcome is not Outcome.PASSED:
             # Back to [ ]: the task, and a parent dispatched as a unit.
             for task in (item, *item.ancestors()):
-                if self.running.pop(task, None) is not None:
-                    self._mark(task, " ")
+                if task in self.running:
+                    self._resolve(task, " ")
             return
-        self.running.pop(item, None)
-        self._mark(item, "x")
+        self._resolve(item, "x")
         # A parent whose required subtasks are all done is done too (Kiro's convention).
         outcomes = runstate(session.config).outcomes
         passed = {item} | {task for task, outcome in outcomes.items() if outcome is Outcome.PASSED}
         for parent in item.ancestors():
             if not all(c.done or c.optional or c in passed for c in parent.children):
                 break
-            self.running.pop(parent, None)
-            self._mark(parent, "x")
+            self._resolve(parent, "x")
             passed.add(parent)
 
     @hookimpl
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:
         # A task still [-] (a unit parent whose subtasks did not all pass, a
         # run ended by an internal error) is not in progress any more.
-        for task in list(self.running.values()):
-            self._mark(task, " ", expect=RUNNING_MARK)
-        self.running.clear()
+        for task in list(self.running):
+            self._resolve(task, " ", expect=RUNNING_MARK)
 
 
 @hookimpl

@@ -5,13 +5,25 @@ included and marked so), each written with a single ``write`` under an
 ``flock`` and fsync'd, so two seqruns of one folder never interleave and a
 crash loses at most the entry being written. N continues from the highest
 number already in the file.
+
+An entry's identity is its ``- **Log**:`` line: every attempt has a log file
+of its own (``<task>/<attempt>.log``, never reused), and the state file's
+history record of the attempt names the same path. A seqrun that dies after
+saving the state and before appending the entry loses that entry only until
+the next run of the spec: at its start, every history record of the spec's
+tasks whose log no entry names gets its entry (:meth:`ProgressLog.recover`),
+oldest first, marked ``- **Recovered**:``. The file is read once, when the
+run starts; later reads cover only what other runs appended since.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from seqrun.config import UsageError
 from seqrun.outcome import Attempt, Outcome
@@ -26,6 +38,79 @@ def progress_path_for(state_file: Path) -> Path:
 
 
 _ITERATION = re.compile(rb"^## Iteration (\d+)", re.M)
+_LOG_LINE = re.compile(rb"^- \*\*Log\*\*: ([^\r\n]*)", re.M)
+
+
+@dataclass(frozen=True)
+class RecordedAttempt:
+    """One attempt as the state file's ``history`` records it: enough to
+    write its progress entry after the fact."""
+
+    spec: str
+    task_id: str
+    title: str
+    subtasks: tuple[str, ...]
+    """The other tasks of its ``--dispatch unit`` run (they share the record)."""
+    number: int
+    outcome: str
+    kind: str
+    reason: str
+    started_at: str
+    duration: float | None
+    log: str
+
+
+def recorded_attempts(spec: str, record: Mapping[str, Any]) -> list[RecordedAttempt]:
+    """Every attempt the history of ``spec``'s record holds that names its
+    log, oldest first; a record a dispatch unit's tasks share counts once."""
+    by_log: dict[str, RecordedAttempt] = {}
+    members: dict[str, list[str]] = {}
+    tasks = record.get("tasks")
+    for task_id, entry in (tasks.items() if isinstance(tasks, dict) else ()):
+        history = entry.get("history") if isinstance(entry, dict) else None
+        for past in history if isinstance(history, list) else ():
+            log = past.get("log") if isinstance(past, dict) else None
+            if not isinstance(log, str) or not log or "\n" in log or "\r" in log:
+                continue
+            members.setdefault(log, []).append(str(task_id))
+            if log in by_log:
+                continue
+            number, duration = past.get("attempt"), past.get("duration")
+            by_log[log] = RecordedAttempt(
+                spec=spec, task_id=str(task_id), title=str(entry.get("title") or ""), subtasks=(),
+                number=number if isinstance(number, int) else 0,
+                outcome=str(past.get("outcome") or "unknown"), kind=str(past.get("kind") or ""),
+                reason=str(past.get("reason") or ""), started_at=str(past.get("started_at") or "?"),
+                duration=float(duration) if isinstance(duration, (int, float)) else None, log=log)
+    found = [RecordedAttempt(**{**vars(a), "subtasks": tuple(m for m in members[a.log] if m != a.task_id)})
+             for a in by_log.values()]
+    return sorted(found, key=lambda a: (a.started_at, a.number))
+
+
+def _status(outcome: str, kind: str) -> str:
+    status = outcome
+    if outcome != Outcome.PASSED.value and kind and kind != outcome:
+        status = f"{status} ({kind})"
+    if outcome == Outcome.RATE_LIMITED.value:
+        status += ", retried after the wait; not counted as an iteration of --max-iterations"
+    return status
+
+
+def _entry(task: str, subtasks: Iterable[str], status: str, time: str, message: str,
+           log: str | None, recovered: str = "") -> str:
+    """The body of one entry: the seed's Task, Status, Time, Message, then seqrun's lines."""
+    from seqrun.text import printable
+
+    others = ", ".join(subtasks)
+    return (
+        f"- **Task**: {task}\n"
+        + (f"- **Subtasks**: {others}\n" if others else "")
+        + f"- **Status**: {status}\n"
+        f"- **Time**: {time}\n"
+        f"- **Message**: {' '.join(printable(message).split())[:500]}\n"
+        + (f"- **Log**: {log}\n" if log else "")
+        + (f"- **Recovered**: {recovered}\n" if recovered else "")
+    )
 
 
 class ProgressLog:
@@ -34,12 +119,17 @@ class ProgressLog:
     N continues from the highest number already in the file, which is
     re-scanned only from where this run last looked (entries appended by
     another run in between are counted; the cost does not grow with the file).
+    The same scan notes which of the ``watch`` logs an entry names already.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, watch: Iterable[str] = ()) -> None:
         self.path = path
         self.known_size = 0
         self.iteration = 0
+        self.watch = frozenset(watch)
+        """The logs whose entries :meth:`recover` looks for."""
+        self.logged: set[str] = set()
+        """Those of ``watch`` that an entry names."""
         if not existing_regular_file(path, "progress file"):
             return
         try:
@@ -57,13 +147,19 @@ class ProgressLog:
         """Count the entries between what this run knows and ``size``."""
         if size < self.known_size:  # truncated or replaced: start again
             self.known_size, self.iteration = 0, 0
+            self.logged.clear()
         start = self.known_size
         chunk = os.pread(fd, size - start, start) if size > start else b""
+        # A match at the chunk's start is a line's start only if a newline precedes it.
+        cut_line = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
         for m in _ITERATION.finditer(chunk):
-            # A match at the chunk's start is a heading only if a line starts there.
-            if m.start() == 0 and start > 0 and os.pread(fd, 1, start - 1) != b"\n":
-                continue
-            self.iteration = max(self.iteration, int(m.group(1)))
+            if not (m.start() == 0 and cut_line):
+                self.iteration = max(self.iteration, int(m.group(1)))
+        if self.watch:
+            for m in _LOG_LINE.finditer(chunk):
+                log = m.group(1).decode("utf-8", "replace")
+                if log in self.watch and not (m.start() == 0 and cut_line):
+                    self.logged.add(log)
         self.known_size = size
 
     def append(self, spec: str, title: str, attempt: Attempt, log: str | None) -> None:
@@ -71,24 +167,43 @@ class ProgressLog:
         from seqrun.text import printable
 
         verdict = attempt.verdict
-        message = " ".join(printable(verdict.reason or verdict.final_message or "").split())
-        status = attempt.outcome.value
-        if attempt.outcome is not Outcome.PASSED and attempt.kind.value != status:
-            status = f"{status} ({attempt.kind.value})"
-        if attempt.outcome is Outcome.RATE_LIMITED:
-            status += ", retried after the wait; not counted as an iteration of --max-iterations"
-        members = [m for m in attempt.members if m != attempt.task_id]
-        entry = (
-            f"- **Task**: {spec}::{attempt.task_id} {printable(title)}\n"
-            + (f"- **Subtasks**: {', '.join(members)}\n" if members else "")
-            + f"- **Status**: {status}\n"
-            f"- **Time**: {utcnow()} ({attempt.duration:.1f}s, attempt {attempt.number})\n"
-            f"- **Message**: {message[:500]}\n"
-            + (f"- **Log**: {log}\n" if log else "")
-        )
-        self._append_entry(entry)
+        self._append_entries([_entry(
+            task=f"{spec}::{attempt.task_id} {printable(title)}",
+            subtasks=[m for m in attempt.members if m != attempt.task_id],
+            status=_status(attempt.outcome.value, attempt.kind.value),
+            time=f"{utcnow()} ({attempt.duration:.1f}s, attempt {attempt.number})",
+            message=verdict.reason or verdict.final_message or "", log=log)])
+        if log is not None:
+            self.logged.add(log)
 
-    def _append_entry(self, body: str) -> None:
+    def recover(self, attempts: Sequence[RecordedAttempt], run_id: str) -> int:
+        """Write the entry of each of ``attempts`` (from the state file) that
+        no entry names yet, in their order; return how many were written.
+
+        Only the run that holds the spec's lock writes its entries, so what
+        the scan found is the whole answer: nothing to re-read under the
+        file's lock but the numbering."""
+        from seqrun.text import printable
+
+        entries = []
+        for a in attempts:
+            if a.log in self.logged:
+                continue
+            took = f"{a.duration:.1f}s, " if a.duration is not None else ""
+            entries.append(_entry(
+                task=f"{a.spec}::{a.task_id} {printable(a.title)}", subtasks=a.subtasks,
+                status=_status(a.outcome, a.kind), time=f"{a.started_at} ({took}attempt {a.number})",
+                message=a.reason, log=a.log,
+                recovered=(f"written by run {run_id} from the state file's record: seqrun stopped "
+                           "before writing this entry (Time is when the attempt started)")))
+        if entries:
+            self._append_entries(entries)
+            self.logged.update(a.log for a in attempts)
+        return len(entries)
+
+    def _append_entries(self, bodies: list[str]) -> None:
+        """Append entries under the file's lock, numbered on from the highest
+        there: one ``write``, one fsync."""
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             # Another seqrun (another spec of this folder) may append too.
@@ -96,19 +211,19 @@ class ProgressLog:
             size = os.fstat(fd).st_size
             if size != self.known_size:
                 self._scan(fd, size)
-            self.iteration += 1
-            entry = f"## Iteration {self.iteration}\n\n{body}\n"
+            entries = []
+            for body in bodies:
+                self.iteration += 1
+                entries.append(f"## Iteration {self.iteration}\n\n{body}\n")
             if size == 0:
                 prefix = "# Sequential progress\n\n"
             elif os.pread(fd, 1, size - 1) != b"\n":
                 prefix = "\n\n"  # an entry cut short by a crash, or a hand edit
             else:
                 prefix = ""
-            data = (prefix + entry).encode("utf-8", errors="replace")
+            data = (prefix + "".join(entries)).encode("utf-8", errors="replace")
             os.write(fd, data)
             os.fsync(fd)
             self.known_size = size + len(data)
         finally:
             os.close(fd)
-
-

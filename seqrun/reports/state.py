@@ -5,7 +5,9 @@ It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
 completed (the runner skips it) and how many attempts each task had (the
 count goes on), and writes the file when the run starts, when each agent
 starts, after each attempt and after each task; it appends one
-``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`).
+``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`),
+and when a run starts, writes the entries of the attempts the state records
+that a killed run never wrote there.
 
 A run stopped while it waited (``--delay``, a rate limit) puts back what a
 task's record said before this run marked it running, keeping the attempts it
@@ -25,7 +27,7 @@ from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, Unit
 from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
-from seqrun.reports.progress import ProgressLog, progress_path_for
+from seqrun.reports.progress import ProgressLog, RecordedAttempt, progress_path_for, recorded_attempts
 from seqrun.runner import done_before_key
 from seqrun.statefile import (
     RUNNING,
@@ -104,6 +106,7 @@ class StatePlugin:
         self._open_files(specs)
         done_before = self.config.stash.setdefault(done_before_key, set())
         first: dict[Path, str] = {}
+        recorded: dict[Path, list[RecordedAttempt]] = {}
         for spec in specs:
             _, state = self._state(spec)
             begin_run(state, spec, self._session_of)
@@ -113,6 +116,7 @@ class StatePlugin:
                     done_before.add(task.nodeid)
             self.spec_of[spec.nodeid] = spec
             first.setdefault(state_path(spec), spec.name)
+            recorded.setdefault(state_path(spec), []).extend(recorded_attempts(spec.name, state))
         # Written now, not after the first task: an unwritable folder is found
         # before an agent works for an hour, and the record shows the run began.
         for path, name in first.items():
@@ -120,6 +124,11 @@ class StatePlugin:
                 self.files[path].save(current=name)
             except OSError as exc:
                 raise UsageError(f"cannot write state file {path}: {exc.strerror or exc}") from None
+        # The entries a killed run saved in the state but never wrote to the
+        # progress file (this run holds the specs' locks: nobody else writes them).
+        for path, attempts in recorded.items():
+            self.progress[path] = progress = ProgressLog(progress_path_for(path), watch=(a.log for a in attempts))
+            progress.recover(attempts, session.run_id)
         self.started = True
 
     def _open_files(self, specs: list[Spec]) -> None:
@@ -136,7 +145,6 @@ class StatePlugin:
             else:
                 file = StateFile.load(path)
             self.files[path] = file
-            self.progress[path] = ProgressLog(progress_path_for(path))
 
     @hookimpl
     def seqrun_runtest_setup(self, item: Task, unit: Unit, session: Session) -> None:
