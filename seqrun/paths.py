@@ -7,9 +7,9 @@ One place for the layout, so no plugin has to import the runner to find it:
   numbered over the task's life, so a file is never written by two runs;
 - ``.seqrun/cache/``, ``.seqrun/locks/``, ``.seqrun/assign/``.
 
-``<spec>`` and ``<task id>`` are :func:`safe_name`\ s: one path component
-each, and one-to-one, so no two specs (or tasks) ever share a log folder or a
-lock.
+``<spec>`` (the spec's name: its path relative to the specs root) and
+``<task id>`` go through :func:`safe_name`: one path component each, and
+one-to-one, so no two specs (or tasks) ever share a log folder or a lock.
 
 The folder carries its own ``.gitignore`` (``*``), so nothing in it is committed.
 """

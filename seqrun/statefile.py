@@ -5,8 +5,18 @@ folders (``.kiro/specs/``). The state file keeps the seed's keys (``completed``,
 ``halted``, ``started_at``, ``assignments``, ``halted_at``, ``halted_task``,
 ``completed_at``) per spec under ``specs.<name>``, so two specs under one
 folder never mix their ids, and mirrors the spec run last at the top level,
-where the seed wrote them. A file written by the seed (those keys, no
-``spec``) is read as the state of the spec being run.
+where the seed wrote them. ``<name>`` is the spec's path relative to that
+folder (:func:`seqrun.kiro.spec_name`: ``my-feature`` for
+``my-feature/tasks.md``, ``backend/phase_1.md`` for a task file of another
+name), so no two specs of a folder share a record.
+
+A spec without a record claims one when the run starts (:meth:`StateFile.claim`),
+under the folder's lock and from the file as it is at that moment: the
+record an earlier version kept under the spec's former name (``phase_1``),
+when the caller found that no other spec can own it, or else a file written
+by the seed (those keys, no ``spec``). The seed's record is adopted by one
+spec only: the file names it (``adopted_seed_state``) before the lock is let
+go, so a second seqrun starting at the same moment starts its spec empty.
 
 Per spec, beside the seed's keys: ``failed`` (ids whose last verdict was a
 failure or an error) and ``tasks`` (per task: status, kind, title, attempts,

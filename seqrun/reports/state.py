@@ -7,6 +7,12 @@ count goes on), and writes the file when the run starts, when each agent
 starts, after each attempt and after each task; it appends one
 ``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`).
 
+Records are keyed by the spec's name, its path relative to the specs root.
+A record an earlier seqrun kept under the spec's former name (the file name
+without its suffix, ``phase_1`` for ``backend/phase_1.md``) is adopted, and
+renamed, only when no other spec can own it (:func:`former_names`);
+otherwise it is left as it is and the spec starts empty.
+
 A run stopped while it waited (``--delay``, a rate limit) puts back what a
 task's record said before this run marked it running, keeping the attempts it
 made: a wait holds nothing against a task.
