@@ -154,6 +154,16 @@ def test_a_record_under_an_ambiguous_old_name_is_left_alone(run_seqrun, project)
     assert specs["backend/phase_1.md"]["completed"] == ["1", "2"]
 
 
+def test_fresh_forgets_the_record_under_the_old_name_too(run_seqrun, project):
+    write(project, "backend/phase_1.md", TWO)
+    old_state(project)
+    configure(project)
+    result = run_seqrun(".kiro/specs/backend/phase_1.md", "--fresh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(project) == ["backend/phase_1.md:1", "backend/phase_1.md:2"]
+    assert list(load(project)["specs"]) == ["backend/phase_1.md"]  # not adopted later either
+
+
 @pytest.mark.tmux
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_task_files_with_one_file_name_get_two_tmux_sessions(run_seqrun, project, tmp_path):
