@@ -18,6 +18,7 @@ none. Indentation matters only for tasks written without an id.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple
@@ -504,7 +505,28 @@ def collect_text(text: str, path: Path, nodeid: str | None = None, name: str | N
 
 
 def spec_name(path: Path) -> str:
-    """``.kiro/specs/my-feature/tasks.md`` → ``my-feature``; ``phase_2.md`` → ``phase_2``."""
+    """A spec's identity: its tasks file relative to the specs root (the
+    folder that holds the spec folders), the folder alone for a ``tasks.md``.
+
+    ``.kiro/specs/my-feature/tasks.md`` → ``my-feature``;
+    ``.kiro/specs/backend/phase_1.md`` → ``backend/phase_1.md``, so
+    ``frontend/phase_1.md`` beside it is another spec. One-to-one within a
+    specs root: a folder name has no ``/``, and a file keeps its suffix. It
+    names the spec's state record, cache keys, logs, lock, JUnit suite and
+    tmux session.
+    """
+    path = Path(os.path.normpath(path))
+    if path.name in TASK_FILE_NAMES:
+        return path.parent.name
+    folder = path.parent.name
+    return f"{folder}/{path.name}" if folder else path.name
+
+
+def former_spec_name(path: Path) -> str:
+    """The name seqrun gave the spec of ``path`` before names were paths:
+    the folder for a ``tasks.md``, else the file name without its suffix
+    (``backend/phase_1.md`` → ``phase_1``)."""
+    path = Path(os.path.normpath(path))
     return path.parent.name if path.name in TASK_FILE_NAMES else path.stem
 
 

@@ -1,7 +1,10 @@
 """One run per spec: a second seqrun on a spec that a live run holds is refused.
 
 The lock is an ``flock`` on ``<specs root>/.seqrun/locks/<spec>.lock``, held
-for the whole session. The kernel drops it when its process dies, however it
+for the whole session; ``<spec>`` is the spec's name (its path relative to the
+specs root) as a :func:`~seqrun.paths.safe_name`, one-to-one, so two specs
+never share a lock (``feat x`` and ``feat_x``, ``backend/phase_1.md`` and
+``frontend/phase_1.md``). The kernel drops it when its process dies, however it
 dies (``kill -9`` included), so a lock left by a killed run is simply taken
 over by the next one; the pid written in the file is only there to name the
 holder in the error message.

@@ -7,6 +7,10 @@ One place for the layout, so no plugin has to import the runner to find it:
   numbered over the task's life, so a file is never written by two runs;
 - ``.seqrun/cache/``, ``.seqrun/locks/``, ``.seqrun/assign/``.
 
+``<spec>`` (the spec's name: its path relative to the specs root) and
+``<task id>`` go through :func:`safe_name`: one path component each, and
+one-to-one, so no two specs (or tasks) ever share a log folder or a lock.
+
 The folder carries its own ``.gitignore`` (``*``), so nothing in it is committed.
 """
 from __future__ import annotations
@@ -37,10 +41,43 @@ def seqrun_dir(root: Path) -> Path:
     return folder
 
 
+#: How a name that had to be changed ends: ``-`` and the first hex digits of
+#: its SHA-256. A name that already ends so is changed too (see safe_name).
+_DIGEST_LENGTH = 10
+#: The longest safe name, in UTF-8 bytes (a path component may have 255).
+_SAFE_BYTES = 100
+
+
+def name_digest(name: str) -> str:
+    """A short, stable hash of ``name`` (any string, lone surrogates included)."""
+    import hashlib  # only for names that need it: most are safe as they are
+
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_LENGTH]
+
+
+def looks_digested(name: str) -> bool:
+    """Whether ``name`` ends the way a changed name does (``-`` and the hash)."""
+    tail = name[-_DIGEST_LENGTH - 1:]
+    return (len(tail) == _DIGEST_LENGTH + 1 and tail[0] == "-"
+            and all(c in "0123456789abcdef" for c in tail[1:]))
+
+
 def safe_name(name: str) -> str:
-    """``name`` as one path component: letters, digits, ``._-``; others become ``_``."""
-    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip(".")
-    return cleaned[:100] or "spec"
+    """``name`` as one path component: letters, digits, ``._~-``; one-to-one.
+
+    A name made only of those (``~`` for repeated task ids, ``1.1~2``), not starting or ending with ``.`` and at most
+    100 bytes long, is used as it is (so existing log folders and locks keep
+    their names). Any other name is cleaned (other characters become ``_``,
+    cut to fit) and gets ``-`` and a hash of the original appended: ``feat x``
+    and ``feat_x`` never share a folder. A name that already ends like a
+    hashed one is hashed too, so a hashed name never equals a name kept as it is.
+    """
+    cleaned = "".join(c if c.isalnum() or c in "._~-" else "_" for c in name).strip(".")
+    if cleaned == name and name and len(name.encode("utf-8")) <= _SAFE_BYTES and not looks_digested(name):
+        return name
+    room = _SAFE_BYTES - _DIGEST_LENGTH - 1
+    head = cleaned.encode("utf-8")[:room].decode("utf-8", "ignore").rstrip(".")
+    return f"{head or 'spec'}-{name_digest(name)}"
 
 
 def attempt_dir(task: Task) -> Path:

@@ -44,7 +44,7 @@ from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, TaskState, Unit
 from seqrun.outcome import Attempt, Kind, Outcome, Skipped, TaskReport, Usage, Verdict, When
-from seqrun.paths import attempt_dir, highest_attempt_on_disk, workdir
+from seqrun.paths import attempt_dir, highest_attempt_on_disk, looks_digested, name_digest, workdir
 from seqrun.stash import StashKey
 from seqrun.text import human_seconds
 
@@ -601,8 +601,14 @@ def tmux_session_name(session: Session, task: Task) -> str:
     explicit = session.config.option.tmux_session
     if explicit:
         return sanitize_name(explicit)
-    spec_name = task.spec.name if task.spec else "seqrun"
-    return sanitize_name(f"sequential-{spec_name}")
+    wanted = f"sequential-{task.spec.name if task.spec else 'seqrun'}"
+    name = sanitize_name(wanted)
+    if name == wanted and not looks_digested(wanted):
+        return name  # ``sequential-my-feature``, as the seed script named it
+    # Sanitising changed it: a hash of the spec's name keeps two specs (``feat x``
+    # and ``feat_x``, ``backend/phase_1.md`` and ``backend_phase_1.md``) apart.
+    digest = name_digest(wanted)
+    return f"{sanitize_name(wanted, limit=63 - len(digest)).rstrip('_-')}-{digest}"
 
 
 def make_executor(session: Session, task: Task) -> PtyExecutor | TmuxExecutor:

@@ -5,8 +5,18 @@ folders (``.kiro/specs/``). The state file keeps the seed's keys (``completed``,
 ``halted``, ``started_at``, ``assignments``, ``halted_at``, ``halted_task``,
 ``completed_at``) per spec under ``specs.<name>``, so two specs under one
 folder never mix their ids, and mirrors the spec run last at the top level,
-where the seed wrote them. A file written by the seed (those keys, no
-``spec``) is read as the state of the spec being run.
+where the seed wrote them. ``<name>`` is the spec's path relative to that
+folder (:func:`seqrun.kiro.spec_name`: ``my-feature`` for
+``my-feature/tasks.md``, ``backend/phase_1.md`` for a task file of another
+name), so no two specs of a folder share a record.
+
+A spec without a record claims one when the run starts (:meth:`StateFile.claim`),
+under the folder's lock and from the file as it is at that moment: the
+record an earlier version kept under the spec's former name (``phase_1``),
+when the caller found that no other spec can own it, or else a file written
+by the seed (those keys, no ``spec``). The seed's record is adopted by one
+spec only: the file names it (``adopted_seed_state``) before the lock is let
+go, so a second seqrun starting at the same moment starts its spec empty.
 
 Per spec, beside the seed's keys: ``failed`` (ids whose last verdict was a
 failure or an error) and ``tasks`` (per task: status, kind, title, attempts,
@@ -46,7 +56,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypedDict
+from typing import Any, Callable, Iterable, Mapping, TypedDict
 
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
@@ -294,6 +304,8 @@ class StateFile:
     """Specs this run reads and writes; the others are kept as found on disk."""
     changed: set[tuple[str, str]] = field(default_factory=set)
     """(spec, task id) records changed since the last save."""
+    forgotten: set[str] = field(default_factory=set)
+    """Records ``--fresh`` dropped: a save does not take them back from the file."""
     _encoded: dict[str, tuple[list[str], dict[str, int]]] = field(default_factory=dict, repr=False)
     _written: tuple[int, int, int] | None = field(default=None, repr=False)
 
@@ -308,15 +320,20 @@ class StateFile:
         return file
 
     @classmethod
-    def fresh(cls, path: Path, names: Iterable[str]) -> tuple[StateFile, Path | None]:
+    def fresh(cls, path: Path, names: Iterable[str], forget: Iterable[str] = ()) -> tuple[StateFile, Path | None]:
         """``--fresh``: back the file up, then forget specs ``names`` (the
-        whole file when it cannot be used). Returns the file and the backup.
+        whole file when it cannot be used) and the records ``forget`` (what
+        an earlier version called them); ``names`` start empty and are this
+        run's. Returns the file and the backup.
 
         Whatever is at ``path`` is recovered from: a file that cannot be read,
         or that is not a file at all (a folder, a FIFO), is renamed to the
         backup name rather than copied, so every byte of it is kept."""
+        names = list(names)
         if not os.path.lexists(path):
-            return cls.load(path), None
+            file = cls.load(path)
+            file._own_new(names)
+            return file, None
         backup = _backup_name(path)
         data: Any = {}
         try:
@@ -336,9 +353,10 @@ class StateFile:
             data = json.loads(raw.decode("utf-8")) if raw is not None else {}
         except (UnicodeDecodeError, ValueError, RecursionError):
             data = {}
+        forgotten = set(forget)
         if isinstance(data, dict):
             if isinstance(data.get("specs"), dict):
-                for name in names:
+                for name in (*names, *forgotten):
                     data["specs"].pop(name, None)
             # The top-level keys are only a mirror (or the seed's record, which
             # would otherwise be adopted again): drop them.
@@ -346,10 +364,19 @@ class StateFile:
                 data.pop(key, None)
         if state_problem(data):
             data = {}  # unusable beyond repair; the backup keeps every byte
-        file = cls(path, data)
+        file = cls(path, data, forgotten=forgotten)
         file.data.setdefault("specs", {})
         file._clear_leftovers()
+        file._own_new(names)
         return file, backup
+
+    def _own_new(self, names: Iterable[str]) -> None:
+        """Start records ``names`` empty, as this run's (``--fresh``)."""
+        specs = self.data.setdefault("specs", {})
+        for name in names:
+            specs[name] = new_spec_state()
+            if name not in self.owned:
+                self.owned.append(name)
 
     def _clear_leftovers(self) -> None:
         # Temporary files of a save that was killed: removed under the lock,
@@ -361,21 +388,71 @@ class StateFile:
                 remove_stale_temps(self.path)
 
     def for_spec(self, name: str) -> dict[str, Any]:
-        """The state of spec ``name``, adopting a seed-written file (top-level
-        keys, no ``spec``) as this spec's; ``name`` becomes owned by this run."""
-        specs = self.data.setdefault("specs", {})
-        if name not in specs:
-            state = new_spec_state()
-            if self._holds_seed_record():
-                for key in SEED_KEYS:
-                    if key in self.data:
-                        state[key] = self.data[key]
-                self.data["adopted_seed_state"] = name
-            specs[name] = state
+        """The state of spec ``name``, claimed for this run (:meth:`claim`)
+        when it is not yet."""
         if name not in self.owned:
-            normalized(specs[name])
-            self.owned.append(name)
-        return specs[name]
+            self.claim([name])
+        return self.data["specs"][name]
+
+    def claim(self, names: Iterable[str], former: Mapping[str, str] | None = None) -> list[str]:
+        """Make specs ``names`` this run's, under the file's lock, and return
+        the names that adopted a record.
+
+        The file is read again under the lock, so what other seqruns wrote
+        since it was loaded counts. A spec without a record takes, in this
+        order: the record an earlier version kept under its former name
+        (``former[name]``, given only when no other spec can own it); or the
+        seed's record (top-level keys, no ``spec``), which is adopted once:
+        the file records ``adopted_seed_state`` and is written before the lock
+        is let go, so another seqrun starting at the same moment sees it and
+        starts its spec empty. Raises OSError when an adoption cannot be written.
+        """
+        wanted = [name for name in dict.fromkeys(names) if name not in self.owned]
+        if not wanted:
+            return []
+        former = former or {}
+        adopted: list[str] = []
+        with _FolderLock(self.path.parent):
+            self._reload()
+            specs = self.data["specs"]
+            for name in wanted:
+                if name in specs:
+                    continue
+                old = former.get(name)
+                if old is not None and old not in self.owned and isinstance(specs.get(old), dict):
+                    specs[name] = specs.pop(old)
+                    adopted.append(name)
+                elif self._holds_seed_record():
+                    state = new_spec_state()
+                    for key in SEED_KEYS:
+                        if key in self.data:
+                            state[key] = self.data[key]
+                    self.data["adopted_seed_state"] = name
+                    specs[name] = state
+                    adopted.append(name)
+                else:
+                    specs[name] = new_spec_state()
+            for name in wanted:
+                normalized(specs[name])
+                self.owned.append(name)
+            if adopted:
+                self._write(adopted[0], durable=True)
+        return adopted
+
+    def _reload(self) -> None:
+        """Take the file as it is now, keeping the records this run owns."""
+        if self._written is not None and _identity(self.path) == self._written:
+            return
+        disk = read_state(self.path)
+        if disk is None:
+            return
+        mine = {name: self.data["specs"][name] for name in self.owned}
+        disk.setdefault("specs", {})
+        for name in self.forgotten:
+            disk["specs"].pop(name, None)
+        disk["specs"].update(mine)
+        self.data = disk
+        self._encoded.clear()
 
     def _holds_seed_record(self) -> bool:
         return ("spec" not in self.data and "adopted_seed_state" not in self.data
@@ -388,19 +465,23 @@ class StateFile:
         skips the fsyncs (still atomic): for records a power cut may lose."""
         with _FolderLock(self.path.parent):
             self._merge_from_disk()
-            self.data["version"] = FORMAT_VERSION
-            self.data["spec"] = current
-            for key in SEED_KEYS:
-                self.data[key] = self.data["specs"][current].get(key)
-            # The seed's keys first: a person opening the file sees them at once.
-            ordered = {k: self.data[k] for k in ("spec", *SEED_KEYS, "version", "specs")}
-            ordered.update((k, v) for k, v in self.data.items() if k not in ordered)
-            self.data = ordered
-            text = self._encode(ordered)
-            # A lone surrogate (undecodable agent output) becomes a JSON \u
-            # escape instead of an error or invalid UTF-8.
-            atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
-            self._written = _identity(self.path)
+            self._write(current, durable=durable)
+
+    def _write(self, current: str, *, durable: bool) -> None:
+        """Write the file as this run holds it (the caller holds the lock)."""
+        self.data["version"] = FORMAT_VERSION
+        self.data["spec"] = current
+        for key in SEED_KEYS:
+            self.data[key] = self.data["specs"][current].get(key)
+        # The seed's keys first: a person opening the file sees them at once.
+        ordered = {k: self.data[k] for k in ("spec", *SEED_KEYS, "version", "specs")}
+        ordered.update((k, v) for k, v in self.data.items() if k not in ordered)
+        self.data = ordered
+        text = self._encode(ordered)
+        # A lone surrogate (undecodable agent output) becomes a JSON \u
+        # escape instead of an error or invalid UTF-8.
+        atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
+        self._written = _identity(self.path)
 
     def _encode(self, data: dict[str, Any]) -> str:
         """The file's text: keys one per line, each task record on one line.
@@ -484,7 +565,7 @@ class StateFile:
         if not disk:
             return
         mine = {name: self.data["specs"][name] for name in self.owned}
-        specs = {k: v for k, v in disk.get("specs", {}).items() if k not in mine}
+        specs = {k: v for k, v in disk.get("specs", {}).items() if k not in mine and k not in self.forgotten}
         specs.update(mine)
         extra = {k: v for k, v in disk.items() if k not in self.data and k not in ("specs", "spec", *SEED_KEYS)}
         self.data.update(extra)

@@ -14,9 +14,10 @@ missing or damaged file reads as an empty cache.
 ``stepwise.json``
     ``{"last_failed": "<key>" | null}``, written by ``--sw`` runs only.
 
-A key is the task's node id relative to the specs root
-(``my-feature::2.1``; ``docs/tasks-list.md::3`` for a lone tasks file), so
-the cache works from whichever folder seqrun is started.
+A key is the spec's name and the task's id (``my-feature::2.1``;
+``docs/tasks-list.md::3`` for a lone tasks file): the spec's path relative to
+the specs root, as in the state file, so the cache works from whichever
+folder seqrun is started.
 
 Options:
 
@@ -54,7 +55,6 @@ import pluggy
 from seqrun.atomicfile import atomic_write
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
-from seqrun.kiro import TASK_FILE_NAMES
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Kind, Outcome, TaskReport
 
@@ -83,13 +83,9 @@ def cache_dir(root: Path) -> Path:
 
 
 def spec_key(spec: Spec) -> str:
-    """The spec's part of a cache key: its folder (or lone tasks file)
-    relative to the specs root."""
-    target = spec.folder if spec.tasks_file.name in TASK_FILE_NAMES else spec.tasks_file
-    try:
-        return target.resolve().relative_to(specs_root(spec)).as_posix()
-    except ValueError:  # pragma: no cover - the root is the folder's parent
-        return target.resolve().as_posix()
+    """The spec's part of a cache key: its name, which is its folder (or lone
+    tasks file) relative to the specs root (:func:`seqrun.kiro.spec_name`)."""
+    return spec.name
 
 
 def task_key(task: Task) -> str:

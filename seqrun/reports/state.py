@@ -9,6 +9,12 @@ starts, after each attempt and after each task; it appends one
 and when a run starts, writes the entries of the attempts the state records
 that a killed run never wrote there.
 
+Records are keyed by the spec's name, its path relative to the specs root.
+A record an earlier seqrun kept under the spec's former name (the file name
+without its suffix, ``phase_1`` for ``backend/phase_1.md``) is adopted, and
+renamed, only when no other spec can own it (:func:`former_names`);
+otherwise it is left as it is and the spec starts empty.
+
 A run stopped while it waited (``--delay``, a rate limit) puts back what a
 task's record said before this run marked it running, keeping the attempts it
 made: a wait holds nothing against a task.
@@ -132,18 +138,24 @@ class StatePlugin:
         self.started = True
 
     def _open_files(self, specs: list[Spec]) -> None:
-        names: dict[Path, list[str]] = {}
+        by_path: dict[Path, list[Spec]] = {}
         for spec in specs:
-            names.setdefault(state_path(spec), []).append(spec.name)
-        for path, spec_names in names.items():
+            by_path.setdefault(state_path(spec), []).append(spec)
+        for path, members in by_path.items():
             if path in self.files:
                 continue
+            names = [spec.name for spec in members]
+            former = former_names(path.parent, members)
             if self.config.option.fresh:
-                file, backup = StateFile.fresh(path, spec_names)
+                file, backup = StateFile.fresh(path, names, forget=former.values())
                 if backup is not None:
                     print(f"--fresh: previous {path.name} kept as {backup}", file=sys.stderr)
             else:
                 file = StateFile.load(path)
+            try:
+                file.claim(names, former)
+            except OSError as exc:
+                raise UsageError(f"cannot write state file {path}: {exc.strerror or exc}") from None
             self.files[path] = file
 
     @hookimpl
@@ -308,3 +320,33 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     config.pluginmanager.register(StatePlugin(config), "state-files")
+
+
+def former_names(root: Path, specs: list[Spec]) -> dict[str, str]:
+    """Spec name → the name an earlier seqrun kept its record under, for the
+    specs whose name changed when names became paths (``backend/phase_1.md``,
+    once ``phase_1``), and only where the old record can belong to no other
+    spec: no other spec of this run, and no other tasks file in ``root``,
+    had that name (``frontend/phase_1.md``, ``phase_1/tasks.md``). An
+    ambiguous old record is left as it is, for nobody."""
+    from seqrun.kiro import TASK_FILE_NAMES, former_spec_name
+
+    former = {spec.name: former_spec_name(spec.tasks_file) for spec in specs}
+    wanted = {name: old for name, old in former.items() if old != name}
+    if not wanted:
+        return {}
+    on_disk: dict[str, int] = {}
+    try:
+        folders = [child for child in root.iterdir() if child.is_dir()]
+        for folder in folders:
+            for path in folder.iterdir():
+                if path.name in TASK_FILE_NAMES or path.stem in wanted.values():
+                    old = former_spec_name(path)
+                    on_disk[old] = on_disk.get(old, 0) + (path.is_file() and not path.name.startswith("."))
+    except OSError:
+        return {}  # cannot tell: adopt nothing
+    in_run: dict[str, int] = {}
+    for old in former.values():
+        in_run[old] = in_run.get(old, 0) + 1
+    return {name: old for name, old in wanted.items()
+            if in_run[old] == 1 and on_disk.get(old, 1) <= 1 and old not in former}
