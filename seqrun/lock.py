@@ -83,12 +83,11 @@ def _private_folder(path: Path) -> Path | None:
     return path
 
 
-def runtime_lock_folders(environ: dict[str, str] | None = None) -> list[Path]:
+def runtime_lock_folders() -> list[Path]:
     """Every usable ``<runtime folder>/locks``: ``$XDG_RUNTIME_DIR/seqrun``
     when set to a folder of ours, and ``/tmp/seqrun-<uid>``."""
-    env = os.environ if environ is None else environ
     bases: list[Path] = []
-    xdg = env.get("XDG_RUNTIME_DIR", "")
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
     if xdg and os.path.isabs(xdg):
         try:
             info = os.stat(xdg)
