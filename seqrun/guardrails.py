@@ -20,7 +20,10 @@
     after #h##m"). The count spans seqrun invocations — the stuck loop is a
     cron job or a shell ``while`` restarting seqrun on a task no agent can do —
     and lives in ``<specs root>/.seqrun/cache/stuck.json`` (``--cache-clear``
-    forgets it). A pass, a halt or another failure starts the count again.
+    forgets it), updated after each report under a lock from what the file
+    holds then (:func:`seqrun.sharedjson.update_json`), so runs of other
+    specs under the same root keep their counts. A pass, a halt or another
+    failure starts the count again.
     0 (the default) turns it off; 3 suits a loop.
 
 Every stop sets ``session.shouldstop`` to the reason: the terminal prints it
@@ -31,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import re
 import sys
@@ -41,13 +43,13 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import pluggy
 
-from seqrun.atomicfile import atomic_write
 from seqrun.config import MAX_SECONDS, Config, UsageError, non_negative, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.text import human_seconds
 from seqrun.nodes import Task
 from seqrun.outcome import Kind, Outcome, TaskReport, Verdict
 from seqrun.paths import seqrun_dir
+from seqrun.sharedjson import read_json_object, update_json
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -103,7 +105,6 @@ class Guardrails:
         self.warned_no_cost = False
         self.stops: set[str] = set()
         self.by_nodeid: dict[str, Task] | None = None
-        self.stuck: dict[Path, dict[str, Any]] = {}
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -197,15 +198,6 @@ class Guardrails:
             self.by_nodeid = {t.nodeid: t for spec in self.session.specs for t in spec.iter_tasks()}
         return self.by_nodeid.get(nodeid)
 
-    def _history(self, root: Path) -> dict[str, Any]:
-        if root not in self.stuck:
-            try:
-                data = json.loads((root / STUCK_PATH).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                data = {}
-            self.stuck[root] = data if isinstance(data, dict) else {}
-        return self.stuck[root]
-
     def _track_stuck(self, report: TaskReport) -> None:
         from seqrun.reports.cache import specs_root, task_key
 
@@ -213,31 +205,35 @@ class Guardrails:
         if task is None or task.spec is None:
             return
         root = specs_root(task.spec)
-        history = self._history(root)
         key = task_key(task)
-        before = history.get(key) if isinstance(history.get(key), dict) else None
-        if report.outcome is not Outcome.FAILED:
-            if history.pop(key, None) is not None:
-                self._save(root, history)
-            return
+        failed = report.outcome is Outcome.FAILED
         signature = f"{report.kind.value}: {failure_signature(report.reason)}"
-        count = before["count"] + 1 if before and before.get("signature") == signature \
-            and isinstance(before.get("count"), int) else 1
-        history[key] = {"signature": signature, "count": count, "reason": report.reason}
-        self._save(root, history)
-        if count >= self.stuck_after:
-            self.stop(f"stuck: task {task.id} failed the same way {count} times in a row "
-                      f"({report.reason}); change the task or the project before running it again")
+        if not failed and not (root / STUCK_PATH).exists():
+            return  # nothing to forget: leave the cache folder alone
 
-    @staticmethod
-    def _save(root: Path, history: dict[str, Any]) -> None:
+        def count_this_run(history: dict[str, Any]) -> dict[str, Any]:
+            # Only this task's entry changes: other specs' runs keep theirs.
+            before = history.get(key) if isinstance(history.get(key), dict) else None
+            if not failed:
+                history.pop(key, None)
+            else:
+                count = before["count"] + 1 if before and before.get("signature") == signature \
+                    and isinstance(before.get("count"), int) else 1
+                history[key] = {"signature": signature, "count": count, "reason": report.reason}
+            return dict(sorted(history.items()))
+
         path = root / STUCK_PATH
         try:
             seqrun_dir(root)  # the .gitignore'd folder, created as the runner does
             path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, (json.dumps(history, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+            history = update_json(path, count_this_run)
         except OSError as exc:
             print(f"WARNING --stuck-after: cannot write {path}: {exc}", file=sys.stderr)
+            history = count_this_run(read_json_object(path))  # this run still stops a stuck task
+        count = history[key]["count"] if failed else 0
+        if failed and count >= self.stuck_after:
+            self.stop(f"stuck: task {task.id} failed the same way {count} times in a row "
+                      f"({report.reason}); change the task or the project before running it again")
 
 
 @hookimpl

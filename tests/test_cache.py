@@ -218,3 +218,63 @@ def test_damaged_cache_file_is_an_empty_cache(make_spec, project, run_seqrun):
     result = run_seqrun("--co", "-q", "--lf")
     assert result.returncode == 0
     assert len(collected(result.stdout)) == 4
+
+
+# -- two runs of two specs under one root share the cache ----------------------------------------
+
+BARRIER_AGENT = """\
+import os, pathlib, sys, time
+here = pathlib.Path(__file__).resolve().parent
+if sys.argv[1] == "1":
+    print("Finished. <promise>TASK_DONE</promise>")
+    sys.exit(0)
+# Task 2 of both specs: fail only once both runs' agents are here, so the runs overlap.
+round_ = (here / "round.txt").read_text().strip()
+arrived = here / "arrived"
+arrived.mkdir(exist_ok=True)
+(arrived / f"{os.environ['SPEC']}-{round_}").write_text("")
+deadline = time.monotonic() + 60
+while len(list(arrived.glob(f"*-{round_}"))) < 2 and time.monotonic() < deadline:
+    time.sleep(0.02)
+print("I could not finish it.")
+"""
+
+
+def _run_both_at_once(project: Path, *args: str) -> list:
+    import subprocess
+    import sys
+
+    from conftest import seqrun_env
+
+    runs = [subprocess.Popen([sys.executable, "-m", "seqrun", *RUN, *args, f".kiro/specs/{spec}"],
+                             cwd=project, env=seqrun_env({"SPEC": spec}), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+             for spec in ("alpha", "beta")]
+    done = []
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        done.append((run.returncode, out, err))
+    return done
+
+
+def test_two_specs_run_at_once_keep_each_others_failures(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. Alpha one\n- [ ] 2. Alpha two\n", name="alpha")
+    make_spec("- [ ] 1. Beta one\n- [ ] 2. Beta two\n", name="beta")
+    use_command_agent(project, BARRIER_AGENT, "{task_id}")
+    (project / "round.txt").write_text("1")
+    for status, out, err in _run_both_at_once(project, "--stuck-after", "2"):
+        assert status == 1 and "FAILED" in out and "stuck" not in out, out + err
+    assert lastfailed(project) == {"alpha::2": True, "beta::2": True}
+    stuck = json.loads((cache_dir(project) / "stuck.json").read_text("utf-8"))
+    assert {key: entry["count"] for key, entry in stuck.items()} == {"alpha::2": 1, "beta::2": 1}
+    result = run_seqrun("--co", "-q", "--lf")
+    assert collected(result.stdout) == [".kiro/specs/alpha::2", ".kiro/specs/beta::2"], result.stdout
+
+    # A second overlapped round: the same failure twice in a row is stuck, in both specs.
+    (project / "round.txt").write_text("2")
+    for status, out, err in _run_both_at_once(project, "--stuck-after", "2"):
+        assert status == 1, out + err
+        assert "stuck: task 2 failed the same way 2 times in a row" in out, out + err
+    stuck = json.loads((cache_dir(project) / "stuck.json").read_text("utf-8"))
+    assert {key: entry["count"] for key, entry in stuck.items()} == {"alpha::2": 2, "beta::2": 2}
+    assert lastfailed(project) == {"alpha::2": True, "beta::2": True}

@@ -221,3 +221,61 @@ def test_detach_in_tmux_names_the_session_to_attach_to(make_spec, run_seqrun, pr
         assert "1 passed" in (project / ".kiro" / "specs" / ".seqrun" / "detach" / "feature.log").read_text()
     finally:
         subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
+
+
+# -- the lock survives the work tree being cleaned ----------------------------------------------
+
+CLEANING_AGENT = """\
+import pathlib, shutil, sys, time
+here = pathlib.Path(__file__).resolve().parent
+if (here / "cleaned").exists():  # a second agent on the same task: the lock let it in
+    (here / "ran-twice").write_text("")
+    sys.exit(1)
+shutil.rmtree(here / ".kiro" / "specs" / ".seqrun")  # what `git clean -fdx` does
+(here / "cleaned").write_text("")
+deadline = time.monotonic() + 60
+while not (here / "go-on").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("<promise>TASK_DONE</promise>")
+"""
+
+
+@pytest.mark.parametrize("first_has_xdg", [False, True], ids=["tmp", "xdg-runtime-dir"])
+def test_lock_survives_the_agent_deleting_the_seqrun_folder(make_spec, run_seqrun, project, tmp_path,
+                                                            first_has_xdg):
+    from conftest import use_command_agent, wait_for
+
+    folder = make_spec("- [ ] 1. Clean the tree\n")
+    use_command_agent(project, CLEANING_AGENT, toml_top='backend = "command"\nno_tmux = true\ndelay = 0.0')
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    # The first run is started from a login shell (XDG_RUNTIME_DIR set) or not;
+    # the later ones never have it, as from cron.
+    first = subprocess.Popen([sys.executable, "-m", "seqrun"], cwd=project,
+                             env=seqrun_env({"XDG_RUNTIME_DIR": str(xdg)} if first_has_xdg else None),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    no_xdg = {"XDG_RUNTIME_DIR": ""}
+    try:
+        assert wait_for(lambda: (project / "cleaned").exists(), 30), "the agent never cleaned the tree"
+        assert not (project / ".kiro" / "specs" / ".seqrun").exists()
+        second = run_seqrun(env=no_xdg)
+        assert second.returncode == 4, second.stdout + second.stderr
+        assert f"being run by another seqrun (pid {first.pid})" in second.stderr
+        # Through another path to the same spec, too.
+        (project / "alias").symlink_to(folder, target_is_directory=True)
+        third = run_seqrun("alias", env=no_xdg)
+        assert third.returncode == 4 and f"(pid {first.pid})" in third.stderr, third.stdout + third.stderr
+        assert not (project / "ran-twice").exists()
+        if first_has_xdg:
+            (held,) = (xdg / "seqrun" / "locks").iterdir()
+            assert held.read_text().splitlines() == [str(first.pid), str((folder / "tasks.md").resolve())]
+        (project / "go-on").write_text("")
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, out + err
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGTERM)
+            first.communicate(timeout=30)
+    assert (folder / "tasks.md").read_text() == "- [x] 1. Clean the tree\n"
+    if first_has_xdg:
+        assert list((xdg / "seqrun" / "locks").iterdir()) == []  # removed when the run ended

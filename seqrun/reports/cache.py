@@ -6,13 +6,19 @@ and a ``CACHEDIR.TAG``; the files are written atomically when the session
 finishes (not after ``--collect-only``), only when something changed. A
 missing or damaged file reads as an empty cache.
 
+Several runs (of several specs under one specs root) share the folder:
+``lastfailed.json`` is written by :func:`seqrun.sharedjson.update_json`,
+which re-reads it under a lock and applies only the entries this run added
+or removed, so two runs that end together keep each other's failures.
+
 ``lastfailed.json``
     ``{"<key>": true, ...}`` for every task whose last run failed or halted.
     A task that passes is removed; a task skipped because it is already done
     is removed; any other skip (optional, dependency, not reached) and any
     task not selected this time leave their entry as it was.
 ``stepwise.json``
-    ``{"last_failed": "<key>" | null}``, written by ``--sw`` runs only.
+    ``{"last_failed": "<key>" | null}``, written by ``--sw`` runs only (one
+    value per specs root: the ``--sw`` run that ends last sets it).
 
 A key is the spec's name and the task's id (``my-feature::2.1``;
 ``docs/tasks-list.md::3`` for a lone tasks file): the spec's path relative to
@@ -57,6 +63,7 @@ from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Kind, Outcome, TaskReport
+from seqrun.sharedjson import update_json
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -99,8 +106,10 @@ class Cache:
 
     root: Path
     lastfailed: dict[str, bool] = field(default_factory=dict)
+    """What the file held when this run read it, with this run's changes."""
     stepwise: str | None = None
-    _saved_lastfailed: dict[str, bool] = field(default_factory=dict)
+    _lastfailed_changes: dict[str, bool] = field(default_factory=dict)
+    """This run's changes, by key: True for a failure recorded, False for one forgotten."""
     _saved_stepwise: str | None = None
 
     @property
@@ -116,9 +125,18 @@ class Cache:
         data = cache._read(STEPWISE)
         if isinstance(data, dict) and isinstance(data.get("last_failed"), str):
             cache.stepwise = data["last_failed"]
-        cache._saved_lastfailed = dict(cache.lastfailed)
         cache._saved_stepwise = cache.stepwise
         return cache
+
+    def record_failed(self, key: str) -> None:
+        self.lastfailed[key] = True
+        self._lastfailed_changes[key] = True
+
+    def forget_failed(self, key: str) -> None:
+        # Only this spec's run writes this spec's keys (the spec lock): a key
+        # not read at the start is not in the file.
+        if self.lastfailed.pop(key, None) is not None or key in self._lastfailed_changes:
+            self._lastfailed_changes[key] = False
 
     def _read(self, name: str) -> Any:
         # A missing or damaged cache file is an empty cache, never an error.
@@ -131,16 +149,29 @@ class Cache:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.lastfailed = {}
         self.stepwise = None
-        self._saved_lastfailed = {}
+        self._lastfailed_changes = {}
         self._saved_stepwise = None
 
     def save(self, with_stepwise: bool) -> None:
-        if self.lastfailed != self._saved_lastfailed:
-            self._write(LASTFAILED, dict(sorted(self.lastfailed.items())))
-            self._saved_lastfailed = dict(self.lastfailed)
+        if self._lastfailed_changes:
+            self._ensure_folder()
+            update_json(self.folder / LASTFAILED, self._merge_lastfailed)
+            self._lastfailed_changes = {}
         if with_stepwise and (self.stepwise != self._saved_stepwise or not (self.folder / STEPWISE).exists()):
             self._write(STEPWISE, {"last_failed": self.stepwise})
             self._saved_stepwise = self.stepwise
+
+    def _merge_lastfailed(self, on_disk: dict[str, Any]) -> dict[str, Any]:
+        """This run's changes applied to what the file holds now (other runs'
+        entries kept as they are)."""
+        merged = {str(k): True for k, v in on_disk.items() if v}
+        for key, failed in self._lastfailed_changes.items():
+            if failed:
+                merged[key] = True
+            else:
+                merged.pop(key, None)
+        self.lastfailed = merged
+        return dict(sorted(merged.items()))
 
     def _write(self, name: str, data: Any) -> None:
         self._ensure_folder()
@@ -267,9 +298,9 @@ class CachePlugin:
         key = f"{spec_key(spec)}::{report.task_id}"
         failed = report.outcome in FAILED_OUTCOMES
         if failed:
-            cache.lastfailed[key] = True
+            cache.record_failed(key)
         elif report.passed or report.kind is Kind.ALREADY_DONE:
-            cache.lastfailed.pop(key, None)
+            cache.forget_failed(key)
         if not self.stepwise:
             return
         if failed:
