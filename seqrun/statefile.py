@@ -47,7 +47,6 @@ the record of the specs being run.
 """
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import os
@@ -62,6 +61,7 @@ from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
 from seqrun.nodes import Spec, TaskState
 from seqrun.outcome import Kind, Outcome, PreviousAttempt
+from seqrun.sharedjson import FolderLock
 
 
 class AttemptRecord(TypedDict, total=False):
@@ -119,8 +119,6 @@ SEED_KEYS = ("completed", "halted", "started_at", "assignments", "halted_at", "h
 RUNNING = "running"
 INTERRUPTED = "interrupted"
 INTERRUPTED_ERROR = "interrupted: seqrun stopped while this task ran (killed, crashed or power cut)"
-#: How long a save waits for another seqrun's save of the same file.
-LOCK_WAIT = 10.0
 
 
 def utcnow() -> str:
@@ -257,43 +255,6 @@ def _unique(ids: Iterable[str]) -> list[str]:
 # -- the file ----------------------------------------------------------------------------------
 
 
-class _FolderLock:
-    """An ``flock`` on a folder, serialising read-merge-write of its state file.
-
-    Best effort: where ``flock`` is unsupported or another process holds it
-    for more than :data:`LOCK_WAIT` seconds, the save goes ahead unlocked
-    (``held`` is then False) rather than stopping the run.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.fd: int | None = None
-        self.held = False
-
-    def __enter__(self) -> _FolderLock:
-        try:
-            self.fd = os.open(self.folder, os.O_RDONLY)
-        except OSError:
-            return self
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.held = True
-                return self
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    return self
-                time.sleep(0.01)
-            except OSError:
-                return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing drops the lock
-            self.fd = None
-
-
 @dataclass
 class StateFile:
     """One ``SEQUENTIAL_STATE.json`` (shared by every spec of its folder)."""
@@ -383,7 +344,7 @@ class StateFile:
         # when no other seqrun can have one in flight.
         if not self.path.parent.is_dir():
             return
-        with _FolderLock(self.path.parent) as lock:
+        with FolderLock(self.path.parent) as lock:
             if lock.held:
                 remove_stale_temps(self.path)
 
@@ -412,7 +373,7 @@ class StateFile:
             return []
         former = former or {}
         adopted: list[str] = []
-        with _FolderLock(self.path.parent):
+        with FolderLock(self.path.parent):
             self._reload()
             specs = self.data["specs"]
             for name in wanted:
@@ -463,7 +424,7 @@ class StateFile:
         ``current``. Specs this run does not own are taken from the file as
         it is now, not as it was when this run read it. ``durable=False``
         skips the fsyncs (still atomic): for records a power cut may lose."""
-        with _FolderLock(self.path.parent):
+        with FolderLock(self.path.parent):
             self._merge_from_disk()
             self._write(current, durable=durable)
 
