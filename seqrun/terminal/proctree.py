@@ -17,7 +17,12 @@ signalled.  seqrun itself, its ancestors and processes that started before the
 agent are never members.  While :func:`child_subreaper` is active, orphans
 reparent to seqrun instead of init, so they remain reachable and their zombies
 are reaped here (only theirs: other children of seqrun are left to their
-owners' ``wait``).
+owners' ``wait``).  A tree made with ``orphans=True`` counts every child of
+seqrun outside seqrun's own session that started after the agent as one of
+those orphans: that is what finds a daemon whose parent chain is gone, that
+left the agent's session and scrubbed the token from its environment (the
+agent is spawned in a new session; seqrun's own helpers, such as tmux
+clients, stay in seqrun's session).
 
 Linux only (``/proc``); elsewhere the tree degrades to the agent's pid alone.
 """
@@ -212,11 +217,18 @@ def _signal(info: ProcInfo, sig: int) -> bool:
 class ProcessTree:
     """The processes of one agent: remembered across snapshots, then ended."""
 
-    def __init__(self, root: int, *, token: str | None = None, reap_root: bool = True) -> None:
+    def __init__(
+        self, root: int, *, token: str | None = None, reap_root: bool = True, orphans: bool = False
+    ) -> None:
         self.root = root
         self._reap_root = reap_root
         """False when someone else (a ``Popen``) waits for the root's status."""
+        self._orphans = orphans
+        """Our children outside our session, started after the root, are the
+        tree's orphans: true while we are the subreaper of this one tree
+        (a process that runs two trees at once must not claim each other's)."""
         self._self = os.getpid()
+        self._own_sid = os.getsid(0)
         self._excluded = _ancestors(self._self)
         info = read_proc(root)
         self._root_start = info.start if info is not None else 0
@@ -238,6 +250,12 @@ class ProcessTree:
         if p.pid in self._excluded or p.start < self._root_start:
             return False
         if self._sid is not None and p.sid == self._sid:
+            return True
+        if self._orphans and p.ppid == self._self and p.sid != self._own_sid:
+            # Our child in another session that we did not spawn: an orphan
+            # of the tree adopted by us (child subreaper), even when its
+            # parent chain is gone and it dropped the token (a daemon that
+            # double-forked, called setsid and exec'd with a clean environment).
             return True
         if self._needle is None:
             return False

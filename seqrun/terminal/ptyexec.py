@@ -467,7 +467,7 @@ def run_in_pty(
     with OutputSink(log_path, on_line, echo) as sink, child_subreaper():
         clock = _Clock(timeout, idle_timeout, cancel)
         proc = _spawn(invocation, env, rows, cols)
-        run = _PtyRun(proc, ProcessTree(proc.pid, token=token), sink, clock, input_fd)
+        run = _PtyRun(proc, ProcessTree(proc.pid, token=token, orphans=True), sink, clock, input_fd)
         reason: str | None = None
         try:
             if on_start is not None:
