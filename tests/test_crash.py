@@ -347,3 +347,100 @@ def test_a_leftover_temp_file_does_not_disturb_the_next_run(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not leftover.exists()
+
+
+# -- survivors of a kill -9 --------------------------------------------------------------------------------------
+
+#: The first agent starts a child that ignores SIGHUP and SIGTERM (it outlives
+#: the hang-up a dying seqrun's pty sends) and works on; the second agent
+#: writes whether that child was still alive when it started.
+SURVIVOR_AGENT = r'''
+import os, subprocess, sys, time
+folder = os.environ["SURVIVOR_DIR"]
+child_file = os.path.join(folder, "child.pid")
+if os.path.exists(child_file):
+    pid = int(open(child_file).read())
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            alive = f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        alive = False
+    with open(os.path.join(folder, "second.txt"), "w") as f:
+        f.write("alive" if alive else "gone")
+    print("<promise>TASK_DONE</promise>")
+    sys.exit(0)
+ready = os.path.join(folder, "child.ready")
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "open(sys.argv[1], 'w').close()\n"
+    "time.sleep(600)\n", ready])
+while not os.path.exists(ready):
+    time.sleep(0.01)
+with open(child_file + ".tmp", "w") as f:
+    f.write(str(child.pid))
+os.rename(child_file + ".tmp", child_file)
+print("working", flush=True)
+time.sleep(600)
+'''
+
+
+@pytest.fixture
+def tmux_env(tmp_path: Path):
+    """An isolated tmux server (``TMUX_TMPDIR``), killed afterwards."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    folder = tmp_path / "tmux-sockets"
+    folder.mkdir()
+    env = {"TMUX_TMPDIR": str(folder)}
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
+
+
+def _running(project: Path) -> bool:
+    try:
+        state = json.loads((project / STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return state["specs"]["feature"]["tasks"].get("1", {}).get("status") == "running"
+
+
+@pytest.mark.parametrize("mode", ["pty", "tmux"])
+def test_a_survivor_of_a_kill_9_is_ended_before_the_next_agent_starts(mode, project, make_spec, request):
+    from conftest import gone, use_command_agent, wait_for
+
+    make_spec("- [ ] 1. Work\n")
+    use_command_agent(project, SURVIVOR_AGENT, "{prompt_file}")
+    env = {"SURVIVOR_DIR": str(project)}
+    argv = [sys.executable, "-m", "seqrun", "--delay=0", "--backend=command", "--kill-grace=0.5", "-q"]
+    if mode == "tmux":
+        env.update(request.getfixturevalue("tmux_env"))
+    else:
+        argv.append("--no-tmux")
+    first = subprocess.Popen(argv, cwd=project, env=seqrun_env(env), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    child_file = project / "child.pid"
+    child = None
+    try:
+        assert wait_for(lambda: child_file.exists() and _running(project), 30)
+        child = int(child_file.read_text())
+        first.kill()
+        first.wait(10)
+        assert not gone(child)  # it ignored the hang-up: still working
+        second = subprocess.run(argv, cwd=project, env=seqrun_env(env), stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert (project / "second.txt").read_text() == "gone"
+        assert gone(child)
+        assert "left running" in second.stderr
+        task = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]["1"]
+        assert task["status"] == "passed" and "processes" not in task
+        assert [h["outcome"] for h in task["history"]] == ["interrupted", "passed"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if child is not None and not gone(child):
+            os.kill(child, signal.SIGKILL)

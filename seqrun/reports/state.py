@@ -73,6 +73,19 @@ class StatePlugin:
         except (OSError, UnicodeDecodeError):
             return None
 
+    def _end_survivors(self, task_id: str, record: Any) -> None:
+        """End the processes an agent of a killed seqrun left running: before
+        anything is dispatched, so two agents never work on the tree at once."""
+        from seqrun.terminal.proctree import TreeRecord, end_survivors
+
+        tree = TreeRecord.from_dict(record)
+        if tree is None:
+            return
+        ended = end_survivors(tree, self.config.option.kill_grace)
+        if ended:
+            print(f"seqrun: ended {ended} process(es) that task {task_id} left running "
+                  "when an earlier seqrun was killed", file=sys.stderr)
+
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
         path = state_path(spec)
         return self.files[path], self.files[path].for_spec(spec.name)
@@ -106,7 +119,7 @@ class StatePlugin:
         first: dict[Path, str] = {}
         for spec in specs:
             _, state = self._state(spec)
-            begin_run(state, spec, self._session_of)
+            begin_run(state, spec, self._session_of, self._end_survivors)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
@@ -149,20 +162,42 @@ class StatePlugin:
             unit.previous = unit.previous or last_failed_attempt(tasks, (item, *unit.subtasks))
 
     @hookimpl
-    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
+    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str,
+                               token: str) -> None:
         """Record the task as running before its agent starts: if seqrun is
-        killed now, the next run knows what was in flight."""
+        killed now, the next run knows what was in flight, and (by the token
+        its processes will inherit) what to end."""
+        from seqrun.terminal.proctree import TreeRecord, boot_id
+
         spec = item.spec
         if spec is None or spec.nodeid not in self.spec_of:
             return
         file, state = self._state(spec)
+        processes = TreeRecord(boot_id=boot_id(), token=token).as_dict()
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             self.before_running.setdefault((spec.name, member.id), dict(entry))
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
-                         log=self._relative(log_path), updated_at=utcnow())
+                         log=self._relative(log_path), updated_at=utcnow(), processes=processes)
             file.touch(spec.name, member.id)
         # Not fsync'd: after a power cut the task simply shows as not started.
+        file.save(current=spec.name, durable=False)
+
+    @hookimpl
+    def seqrun_runtest_processes(self, item: Task, unit: Unit, processes: Any) -> None:
+        """Keep the running record's ``processes`` current: the agent once it
+        runs, and any process that leaves its session (the ones a later run
+        could not find by session or token). Rare, and not fsync'd."""
+        spec = item.spec
+        if spec is None or spec.nodeid not in self.spec_of:
+            return
+        file, state = self._state(spec)
+        record = processes.as_dict()
+        for member in unit.members:
+            entry = state["tasks"].get(member.id)
+            if entry is not None and entry.get("status") == RUNNING:
+                entry["processes"] = record
+                file.touch(spec.name, member.id)
         file.save(current=spec.name, durable=False)
 
     @hookimpl
@@ -189,6 +224,7 @@ class StatePlugin:
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             entry["attempts"] = max(attempts_of(entry), attempt.number)
+            entry.pop("processes", None)  # ended with the attempt
             add_history(entry, record)
             file.touch(spec.name, member.id)
         # Before its progress entry, and before any retry starts: a kill during
@@ -242,6 +278,7 @@ class StatePlugin:
                 file.save(current=spec.name)
             return
         entry = tasks.setdefault(report.task_id, {})
+        entry.pop("processes", None)  # an agent that failed to start has none
         entry.update(
             status=report.outcome.value,
             kind=report.kind.value,

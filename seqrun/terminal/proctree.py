@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -38,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-__all__ = ["ProcessTree", "kill_tree", "child_subreaper", "exit_status"]
+__all__ = ["ProcessTree", "TreeRecord", "kill_tree", "child_subreaper", "end_survivors", "exit_status"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -59,6 +60,60 @@ class ProcInfo:
     @property
     def zombie(self) -> bool:
         return self.state in ("Z", "X")
+
+
+#: Processes outside the agent's session kept in a :class:`TreeRecord`.
+RECORD_LIMIT = 64
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id: start times are only comparable within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class TreeRecord:
+    """What another seqrun needs to end an agent's tree after we died.
+
+    Written into the state file's ``running`` record, so a run that follows a
+    ``kill -9`` of seqrun can end the survivors (:func:`end_survivors`).  The
+    agent's session (``sid``) finds every process that stayed in it, the
+    ``token`` every process that kept its environment; ``others`` names the
+    processes that left both, each by ``(pid, start time)``.
+    """
+
+    boot_id: str
+    token: str
+    pid: int = 0
+    """The agent (0: not started yet)."""
+    start: int = 0
+    """The agent's start time (field 22 of ``/proc/<pid>/stat``)."""
+    pgid: int = 0
+    sid: int = 0
+    others: tuple[tuple[int, int], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"boot_id": self.boot_id, "token": self.token, "pid": self.pid, "start": self.start,
+                "pgid": self.pgid, "sid": self.sid, "others": [list(p) for p in self.others]}
+
+    @classmethod
+    def from_dict(cls, data: object) -> TreeRecord | None:
+        """The record a state file holds, or None if it is not one."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            others = tuple((int(p[0]), int(p[1])) for p in data.get("others") or ())
+            record = cls(boot_id=str(data["boot_id"]), token=str(data.get("token") or ""),
+                         pid=int(data.get("pid") or 0), start=int(data.get("start") or 0),
+                         pgid=int(data.get("pgid") or 0), sid=int(data.get("sid") or 0), others=others)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        return record
 
 
 def exit_status(wait_status: int) -> int:
@@ -243,6 +298,46 @@ class ProcessTree:
             self._known[root] = info
         self.statuses: dict[int, int] = {}
         """Shell-style exit statuses of members reaped here (our own children)."""
+
+    @classmethod
+    def left_by(cls, record: TreeRecord) -> ProcessTree:
+        """The tree an earlier seqrun recorded, as far as it still exists.
+
+        A recorded process counts only while its start time matches (a pid
+        reused since is never touched); the session counts only while its
+        leader is gone or is still the agent; the token finds the rest.
+        """
+        tree = cls(record.pid, token=record.token or None, reap_root=False)
+        tree._root_start = record.start
+        tree._sid = record.sid if record.sid == record.pid and record.sid != os.getsid(0) else None
+        tree._known = {}
+        for pid, start in ((record.pid, record.start), *record.others):
+            info = read_proc(pid)
+            if info is not None and info.start == start and pid not in tree._excluded:
+                tree._known[pid] = info
+        return tree
+
+    def record(self, token: str) -> TreeRecord:
+        """This tree as another process can find it again (see :class:`TreeRecord`).
+
+        Only members that left the agent's session are listed: the session
+        and the token find the others.
+        """
+        sid = self._sid or 0
+        others = sorted((p.pid, p.start) for p in self._known.values()
+                        if p.pid != self.root and p.sid != sid and not p.zombie)
+        return TreeRecord(boot_id=boot_id(), token=token, pid=self.root, start=self._root_start,
+                          pgid=sid, sid=sid,  # the agent leads its session and its group
+                          others=tuple(others[-RECORD_LIMIT:]))
+
+    def new_children(self, seen: set[int]) -> bool:
+        """Whether a child of ours appeared that ``seen`` (updated) and the
+        tree do not know: an orphan just adopted, worth a snapshot now.
+        A few small reads, cheap enough to call many times a second."""
+        children = _our_children(self._self) or ()
+        fresh = [pid for pid in children if pid not in seen and pid not in self._known]
+        seen.update(fresh)
+        return bool(fresh)
 
     # -- membership -------------------------------------------------------
 
@@ -438,6 +533,18 @@ class ProcessTree:
             if now is not None and now.start == known.start and not now.zombie:
                 return False
         return True
+
+
+def end_survivors(record: TreeRecord, grace: float = 5.0) -> int:
+    """End what is left of a tree another seqrun recorded before it died.
+
+    SIGTERM, ``grace`` seconds, then SIGKILL; processes started in another
+    boot, reused pids and our own ancestors are never signalled.  Returns how
+    many processes were signalled.
+    """
+    if not record.boot_id or record.boot_id != boot_id() or not (record.start or record.token):
+        return 0
+    return ProcessTree.left_by(record).kill(grace)
 
 
 def kill_tree(pid: int, grace: float = 5.0, *, token: str | None = None) -> int:

@@ -43,6 +43,7 @@ from typing import BinaryIO, Callable
 
 from seqrun.backends.base import Invocation
 from seqrun.terminal import _channel as ch
+from seqrun.terminal.proctree import TreeRecord
 from seqrun.terminal.ptyexec import ProcessResult, Started, agent_env, prepare, run_in_pty
 
 __all__ = ["TmuxError", "TmuxSession", "sanitize_name", "tmux_available"]
@@ -486,6 +487,8 @@ class TmuxSession:
         idle_timeout: float | None = None,
         cancel: threading.Event | None = None,
         grace: float = 5.0,
+        token: str | None = None,
+        on_processes: Callable[[TreeRecord], None] | None = None,
     ) -> ProcessResult:
         """Run ``invocation`` and show it in a new window named ``window`` (sanitised).
 
@@ -506,6 +509,7 @@ class TmuxSession:
                     shown, log_path=log_path, on_line=on_line, echo=link,  # type: ignore[arg-type]
                     timeout=timeout, idle_timeout=idle_timeout, cancel=link.cancel, grace=grace,
                     rows=pane.rows, cols=pane.cols, input_fd=link.input_fd, on_start=link.started,
+                    token=token, on_processes=on_processes,
                 )
                 result = self._account(result, link, cancel, pane.window_id)
                 link.finish(_result_line(result, link.closed or _limit_message(result, timeout, idle_timeout)))
