@@ -309,7 +309,9 @@ class ProcessTree:
         """
         tree = cls(record.pid, token=record.token or None, reap_root=False)
         tree._root_start = record.start
-        tree._sid = record.sid if record.sid == record.pid and record.sid != os.getsid(0) else None
+        # sid 0 (the agent had not started) would match the kernel's threads.
+        leads = record.sid > 1 and record.sid == record.pid and record.sid != os.getsid(0)
+        tree._sid = record.sid if leads else None
         tree._known = {}
         for pid, start in ((record.pid, record.start), *record.others):
             info = read_proc(pid)
