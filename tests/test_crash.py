@@ -444,3 +444,87 @@ def test_a_survivor_of_a_kill_9_is_ended_before_the_next_agent_starts(mode, proj
             first.kill()
         if child is not None and not gone(child):
             os.kill(child, signal.SIGKILL)
+
+
+#: The agent of the kill loop: it starts a daemon (fork, setsid, fork again,
+#: exec; TERM and HUP ignored; the marker in its argv), works a short random
+#: while, then passes.
+DAEMON_AGENT = r'''
+import os, random, sys, time
+task, marker = sys.argv[2], sys.argv[3]
+DAEMON = ("import signal, time\n"
+          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+          "time.sleep(600)\n")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(sys.executable, [sys.executable, "-c", DAEMON, marker])
+    os._exit(0)
+time.sleep(random.uniform(0.05, 0.3))
+print("<promise>TASK_DONE</promise>")
+'''
+
+
+def _marked(marker: str) -> list[int]:
+    """Pids of the processes whose command line carries ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cmdline"), reason="needs /proc")
+def test_50_random_kill_9s_in_tmux_mode_leave_no_process_and_no_unmarked_window(project, make_spec,
+                                                                                 tmux_env, tmp_path):
+    """Each run is killed with -9 at a random moment (seeded: set
+    SEQRUN_KILL_SEED to replay a failure; the kill points are printed). The
+    next run ends what the killed one left; after a final complete run, no
+    daemon is left and every window of the session carries seqrun's mark."""
+    from conftest import use_command_agent
+
+    seed = int(os.environ.get("SEQRUN_KILL_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    n_tasks = 40
+    make_spec("".join(f"- [ ] {i}. Task {i}\n" for i in range(1, n_tasks + 1)))
+    marker = f"seqrun-kill-loop-{tmp_path.name}-{seed}"
+    use_command_agent(project, DAEMON_AGENT, "{prompt_file}", "{task_id}", marker)
+    argv = [sys.executable, "-m", "seqrun", "--delay=0", "--backend=command", "--kill-grace=0.2", "-q",
+            "--tmux-session=loop"]
+    env = seqrun_env(tmux_env)
+    try:
+        for run in range(50):
+            kill_at = rng.uniform(0.2, 1.5)
+            print(f"seed={seed} run={run} kill_at={kill_at:.3f}")
+            proc = subprocess.Popen(argv, cwd=project, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                proc.wait(kill_at)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        final = subprocess.run(argv, cwd=project, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=120)
+        assert final.returncode == 0, (seed, final.stdout + final.stderr)
+        assert _marked(marker) == [], f"seed={seed}: daemons left"
+        assert _marked(str(project / "agent.py")) == [], f"seed={seed}: agents left"
+        tasks = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]
+        assert len(tasks) == n_tasks and all(t["status"] == "passed" for t in tasks.values())
+        interrupted = sum(h["outcome"] == "interrupted" for t in tasks.values() for h in t["history"])
+        assert interrupted >= 10, f"seed={seed}: only {interrupted} kills hit an agent"
+        windows = subprocess.run(["tmux", "list-windows", "-t", "=loop", "-F", "#{window_id} #{@seqrun}"],
+                                 env=env, capture_output=True, text=True).stdout.splitlines()
+        assert windows and all(len(line.split()) > 1 for line in windows), (seed, windows)
+    finally:
+        for pid in _marked(marker):
+            os.kill(pid, signal.SIGKILL)
