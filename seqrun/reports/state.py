@@ -4,8 +4,15 @@ It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
 :mod:`seqrun.statefile`) before the run, publishes what earlier runs
 completed (the runner skips it) and how many attempts each task had (the
 count goes on), and writes the file when the run starts, when each agent
-starts, after each attempt and after each task; it appends one
-``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`).
+starts, when the agent's recorded processes change, after each attempt and
+after each task; it appends one ``SEQUENTIAL_PROGRESS.md`` entry per attempt
+(:mod:`seqrun.reports.progress`).
+
+The ``running`` record of a task holds ``processes``: the tree token from
+before the agent starts, then the agent's pid, start time, session and
+process group, and the processes that left its session. A run that finds a
+``running`` record (seqrun was killed) ends what is left of those processes
+before anything is dispatched, so two agents never work on the tree at once.
 
 A run stopped while it waited (``--delay``, a rate limit) puts back what a
 task's record said before this run marked it running, keeping the attempts it

@@ -11,7 +11,10 @@ holds exactly the bytes the agent wrote (no ``\\n`` → ``\\r\\n`` rewriting),
 and a terminal that echoes them applies its own.
 
 When the run ends (normally, by a timeout, or cancelled), the agent's whole
-process tree is ended (see :mod:`seqrun.terminal.proctree`).
+process tree is ended (see :mod:`seqrun.terminal.proctree`).  While it runs,
+``on_processes`` is told how to find the tree again (agent, session, token,
+and the processes that left the session, checked for every 0.05 s), so a
+seqrun that follows a ``kill -9`` of this one can end the survivors.
 """
 from __future__ import annotations
 
