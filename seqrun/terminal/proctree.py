@@ -24,7 +24,16 @@ left the agent's session and scrubbed the token from its environment (the
 agent is spawned in a new session; seqrun's own helpers, such as tmux
 clients, stay in seqrun's session).
 
-Linux only (``/proc``); elsewhere the tree degrades to the agent's pid alone.
+A :class:`TreeRecord` describes a tree so that another process can find it
+again after seqrun itself was killed (:func:`end_survivors`): the agent's
+session, the token, and the members that left both, by pid and start time.
+It cannot name a daemon that left the session and scrubbed its environment
+in the instant (at most :data:`~seqrun.terminal.ptyexec._ADOPTION_CHECK_EVERY`
+plus a write) between being orphaned and being recorded; a cgroup per agent
+would close that gap, and is not used (see the README).
+
+Linux only (``/proc``; the subreaper needs ``prctl``, Linux 3.4+); elsewhere
+the tree degrades to the agent's pid alone.
 """
 from __future__ import annotations
 
