@@ -623,3 +623,31 @@ def test_a_recorded_process_is_ended_only_if_its_start_time_matches(start, where
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc")
+def test_a_record_made_before_the_agent_started_ends_what_carries_its_token(make_spec, run_seqrun, project):
+    """Killed between recording the task as running and recording the agent's
+    pid: the token, inherited by every process of the agent, finds them."""
+    make_spec("- [-] 1. First\n")
+    configure(project)
+    token = "5" * 32
+    carrier = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                               env={**os.environ, "SEQRUN_TREE_TOKEN": token}, start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        processes = {"boot_id": boot_id, "token": token, "pid": 0, "start": 0, "pgid": 0, "sid": 0,
+                     "others": []}
+        running = {"status": "running", "title": "First", "attempts": 1, "backend": "command",
+                   "log": log_of("1"), "updated_at": "2026-01-01T00:00:00Z", "processes": processes}
+        (project / STATE).write_text(json.dumps(whole_file("feature", spec_record(tasks={"1": running}))))
+        result = run(run_seqrun, "--kill-grace", "0.5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert carrier.wait(5) == -15
+        assert bystander.poll() is None
+        assert "ended 1 process(es)" in result.stderr
+    finally:
+        for proc in (carrier, bystander):
+            proc.kill()
+            proc.wait()
