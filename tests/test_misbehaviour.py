@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import gone, seqrun_env
 
 DONE = "<promise>TASK_DONE</promise>"
 HALT = "<promise>HALT</promise>"
@@ -163,8 +162,6 @@ def test_a_daemon_that_double_forks_with_a_clean_environment_is_ended(mode, make
                                                                      project, request):
     """setsid + double fork + empty environment + TERM/HUP ignored: the
     orphan reparents to seqrun (a child subreaper) and is ended with the tree."""
-    from conftest import gone
-
     make_spec("- [ ] 1. Start a daemon\n")
     pidfile = _configure(project, ESCAPING_DAEMON)
     env = None
