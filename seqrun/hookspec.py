@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from seqrun.nodes import Spec, Task, Unit
     from seqrun.outcome import Attempt, PreviousAttempt, TaskReport, Verdict
     from seqrun.runner import CallInfo
+    from seqrun.terminal.proctree import TreeRecord
 
 hookspec = pluggy.HookspecMarker("seqrun")
 hookimpl = pluggy.HookimplMarker("seqrun")
@@ -139,6 +140,7 @@ def seqrun_report_collectionfinish(session: Session) -> Any:
 #     setup:    seqrun_runtest_setup            (per task; Skipped skips it)
 #     call:     seqrun_runtest_call             (once per attempt, see below)
 #                 seqrun_runtest_attempt        (the agent is about to start)
+#                 seqrun_runtest_processes      (its processes, while it runs)
 #                 seqrun_decide_verdict, seqrun_verify_task
 #                 seqrun_runtest_logattempt     (the attempt's record)
 #     per task: seqrun_runtest_makereport → seqrun_runtest_teardown →
@@ -188,10 +190,21 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt | N
 
 
 @hookspec
-def seqrun_runtest_attempt(item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
+def seqrun_runtest_attempt(item: Task, unit: Unit, attempt: int, log_path: Path, backend: str,
+                           token: str) -> None:
     """One agent process is about to start (rerun and rate-limit retries too).
     ``attempt`` is its number over the task's life; ``unit.attempts`` holds
-    this session's earlier ones."""
+    this session's earlier ones. ``token`` is the ``SEQRUN_TREE_TOKEN`` every
+    process of the agent will inherit (unless it scrubs its environment)."""
+
+
+@hookspec
+def seqrun_runtest_processes(item: Task, unit: Unit, processes: TreeRecord) -> None:
+    """The running agent's processes, as a later seqrun can find them again
+    (:class:`~seqrun.terminal.proctree.TreeRecord`): called once the agent
+    started, then whenever processes that left its session appear or end.
+    Recorded at once, so a run that follows a ``kill -9`` of seqrun ends the
+    survivors before it dispatches anything."""
 
 
 @hookspec

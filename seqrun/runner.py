@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
@@ -483,9 +484,12 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     if state.executor is None:  # before the attempt hook: reporters show the tmux session
         state.executor = make_executor(session, item)
     state.agent_running = True
+    # Chosen here, not by the executor: the running record holds it before the
+    # agent exists, so no instant of the agent's life is unrecorded.
+    token = uuid.uuid4().hex
     try:
         hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
-                                    backend=backend.name)
+                                    backend=backend.name, token=token)
         parser = backend.parser()
         if resume is not None and isinstance(parser, LineParser):
             parser.resuming = True  # it watches for the CLI's "no such session"
@@ -494,7 +498,9 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
                                     on_line=_watch_session(parser, item, unit, hook, log_path),
                                     echo=sys.stdout.buffer if opt.echo_output else None,
                                     timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
-                                    cancel=state.cancel, grace=opt.kill_grace)
+                                    cancel=state.cancel, grace=opt.kill_grace, token=token,
+                                    on_processes=lambda record: hook.seqrun_runtest_processes(
+                                        item=item, unit=unit, processes=record))
     finally:
         state.agent_running = False
     verdict = _verdict_of(result, parser, opt, state.cancel_reason)

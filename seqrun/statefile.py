@@ -25,8 +25,11 @@ duration, last_error, backend, log, rate_limit_waits, usage, updated_at, and
 outcome, kind, reason, backend, log, prompt, session_id, usage — the last
 :data:`HISTORY_LIMIT`, with ``history_dropped`` counting the older ones).
 ``attempts`` counts the task's attempts over every run. A task's status is
-``running`` while its agent runs; a run that was killed leaves it so, and the
-next run turns it into ``interrupted`` and adds the attempt in flight to the
+``running`` while its agent runs, with ``processes``: the agent's pid, start
+time, session, process group and tree token, and the processes that left its
+session (see :class:`seqrun.terminal.proctree.TreeRecord`). A run that was
+killed leaves it so; the next run first ends what is left of those processes
+(never a reused pid: start times must match), then turns it into ``interrupted`` and adds the attempt in flight to the
 history (or ``passed`` when tasks.md has it ticked: the kill came between the
 tick and the record). An interrupted task is not ``failed``: it runs again.
 A run stopped while it waited (``--delay``, a rate limit) puts back what the
@@ -624,11 +627,15 @@ def session_file(log_path: Path) -> Path:
 
 
 def begin_run(state: dict[str, Any], spec: Spec,
-              session_of: Callable[[str], str | None] = lambda log: None) -> None:
+              session_of: Callable[[str], str | None] = lambda log: None,
+              end_processes: Callable[[str, Any], None] = lambda task_id, record: None) -> None:
     """A new run of ``spec``: not halted, not complete, and what a killed run
     left ``running`` is now known to have been interrupted — or to have
     passed, when tasks.md has it ticked (seqrun ticks a task after its
-    verdict and records it just after: a kill in between lost only the record)."""
+    verdict and records it just after: a kill in between lost only the record).
+    First, ``end_processes(task id, record)`` is given each running record's
+    ``processes`` (what the killed run knew of its agent's processes), so that
+    no survivor works on beside the next agent."""
     state["started_at"] = utcnow()
     state["halted"] = False
     state["halted_at"] = state["halted_task"] = None
@@ -637,6 +644,8 @@ def begin_run(state: dict[str, Any], spec: Spec,
     for task_id, entry in state["tasks"].items():
         if entry.get("status") != RUNNING:
             continue
+        if "processes" in entry:
+            end_processes(task_id, entry.pop("processes"))
         if task_id in ticked:
             entry.update(status=Outcome.PASSED.value, kind=Kind.PASSED.value, last_error=None)
             if task_id not in state["completed"]:

@@ -347,3 +347,184 @@ def test_a_leftover_temp_file_does_not_disturb_the_next_run(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not leftover.exists()
+
+
+# -- survivors of a kill -9 --------------------------------------------------------------------------------------
+
+#: The first agent starts a child that ignores SIGHUP and SIGTERM (it outlives
+#: the hang-up a dying seqrun's pty sends) and works on; the second agent
+#: writes whether that child was still alive when it started.
+SURVIVOR_AGENT = r'''
+import os, subprocess, sys, time
+folder = os.environ["SURVIVOR_DIR"]
+child_file = os.path.join(folder, "child.pid")
+if os.path.exists(child_file):
+    pid = int(open(child_file).read())
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            alive = f.read().rsplit(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        alive = False
+    with open(os.path.join(folder, "second.txt"), "w") as f:
+        f.write("alive" if alive else "gone")
+    print("<promise>TASK_DONE</promise>")
+    sys.exit(0)
+ready = os.path.join(folder, "child.ready")
+child = subprocess.Popen([sys.executable, "-c",
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "open(sys.argv[1], 'w').close()\n"
+    "time.sleep(600)\n", ready])
+while not os.path.exists(ready):
+    time.sleep(0.01)
+with open(child_file + ".tmp", "w") as f:
+    f.write(str(child.pid))
+os.rename(child_file + ".tmp", child_file)
+print("working", flush=True)
+time.sleep(600)
+'''
+
+
+@pytest.fixture
+def tmux_env(tmp_path: Path):
+    """An isolated tmux server (``TMUX_TMPDIR``), killed afterwards."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    folder = tmp_path / "tmux-sockets"
+    folder.mkdir()
+    env = {"TMUX_TMPDIR": str(folder)}
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
+
+
+def _running(project: Path) -> bool:
+    try:
+        state = json.loads((project / STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return state["specs"]["feature"]["tasks"].get("1", {}).get("status") == "running"
+
+
+@pytest.mark.parametrize("mode", ["pty", "tmux"])
+def test_a_survivor_of_a_kill_9_is_ended_before_the_next_agent_starts(mode, project, make_spec, request):
+    from conftest import gone, use_command_agent, wait_for
+
+    make_spec("- [ ] 1. Work\n")
+    use_command_agent(project, SURVIVOR_AGENT, "{prompt_file}")
+    env = {"SURVIVOR_DIR": str(project)}
+    argv = [sys.executable, "-m", "seqrun", "--delay=0", "--backend=command", "--kill-grace=0.5", "-q"]
+    if mode == "tmux":
+        env.update(request.getfixturevalue("tmux_env"))
+    else:
+        argv.append("--no-tmux")
+    first = subprocess.Popen(argv, cwd=project, env=seqrun_env(env), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    child_file = project / "child.pid"
+    child = None
+    try:
+        assert wait_for(lambda: child_file.exists() and _running(project), 30)
+        child = int(child_file.read_text())
+        first.kill()
+        first.wait(10)
+        assert not gone(child)  # it ignored the hang-up: still working
+        second = subprocess.run(argv, cwd=project, env=seqrun_env(env), stdin=subprocess.DEVNULL,
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert (project / "second.txt").read_text() == "gone"
+        assert gone(child)
+        assert "left running" in second.stderr
+        task = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]["1"]
+        assert task["status"] == "passed" and "processes" not in task
+        assert [h["outcome"] for h in task["history"]] == ["interrupted", "passed"]
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if child is not None and not gone(child):
+            os.kill(child, signal.SIGKILL)
+
+
+#: The agent of the kill loop: it starts a daemon (fork, setsid, fork again,
+#: exec; TERM and HUP ignored; the marker in its argv), works a short random
+#: while, then passes.
+DAEMON_AGENT = r'''
+import os, random, sys, time
+task, marker = sys.argv[2], sys.argv[3]
+DAEMON = ("import signal, time\n"
+          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+          "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+          "time.sleep(600)\n")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.execv(sys.executable, [sys.executable, "-c", DAEMON, marker])
+    os._exit(0)
+time.sleep(random.uniform(0.05, 0.3))
+print("<promise>TASK_DONE</promise>")
+'''
+
+
+def _marked(marker: str) -> list[int]:
+    """Pids of the processes whose command line carries ``marker``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/cmdline"), reason="needs /proc")
+def test_50_random_kill_9s_in_tmux_mode_leave_no_process_and_no_unmarked_window(project, make_spec,
+                                                                                 tmux_env, tmp_path):
+    """Each run is killed with -9 at a random moment (seeded: set
+    SEQRUN_KILL_SEED to replay a failure; the kill points are printed). The
+    next run ends what the killed one left; after a final complete run, no
+    daemon is left and every window of the session carries seqrun's mark."""
+    from conftest import use_command_agent
+
+    seed = int(os.environ.get("SEQRUN_KILL_SEED") or random.randrange(1 << 30))
+    rng = random.Random(seed)
+    n_tasks = 40
+    make_spec("".join(f"- [ ] {i}. Task {i}\n" for i in range(1, n_tasks + 1)))
+    marker = f"seqrun-kill-loop-{tmp_path.name}-{seed}"
+    use_command_agent(project, DAEMON_AGENT, "{prompt_file}", "{task_id}", marker)
+    argv = [sys.executable, "-m", "seqrun", "--delay=0", "--backend=command", "--kill-grace=0.2", "-q",
+            "--tmux-session=loop"]
+    env = seqrun_env(tmux_env)
+    try:
+        for run in range(50):
+            kill_at = rng.uniform(0.2, 1.5)
+            print(f"seed={seed} run={run} kill_at={kill_at:.3f}")
+            proc = subprocess.Popen(argv, cwd=project, env=env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            try:
+                proc.wait(kill_at)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        final = subprocess.run(argv, cwd=project, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=120)
+        assert final.returncode == 0, (seed, final.stdout + final.stderr)
+        assert _marked(marker) == [], f"seed={seed}: daemons left"
+        assert _marked(str(project / "agent.py")) == [], f"seed={seed}: agents left"
+        tasks = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]
+        assert len(tasks) == n_tasks and all(t["status"] == "passed" for t in tasks.values())
+        interrupted = sum(h["outcome"] == "interrupted" for t in tasks.values() for h in t["history"])
+        assert interrupted >= 10, f"seed={seed}: only {interrupted} kills hit an agent"
+        windows = subprocess.run(["tmux", "list-windows", "-t", "=loop", "-F", "#{window_id} #{@seqrun}"],
+                                 env=env, capture_output=True, text=True).stdout.splitlines()
+        assert windows and all(len(line.split()) > 1 for line in windows), (seed, windows)
+    finally:
+        for pid in _marked(marker):
+            os.kill(pid, signal.SIGKILL)

@@ -3,7 +3,8 @@ process left behind (seqrun run end to end with the `command` backend)."""
 from __future__ import annotations
 
 import json
-
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import gone, seqrun_env
 
 DONE = "<promise>TASK_DONE</promise>"
 HALT = "<promise>HALT</promise>"
@@ -111,3 +112,72 @@ def test_huge_output_keeps_memory_bounded(make_spec, project):
     log = next((project / ".kiro" / "specs" / ".seqrun" / "logs").rglob("*.log"))
     assert log.stat().st_size == 500 * 1024 * 1024 + len(DONE) + 1
 
+
+
+#: A daemon the way a hostile agent makes one: fork, ``setsid``, fork again
+#: (its parent exits at once), exec with an empty environment (so it loses
+#: ``SEQRUN_TREE_TOKEN``) and its output on /dev/null, ignoring TERM and HUP.
+#: Its pid goes to argv[2] once it runs and ignores those signals.
+ESCAPING_DAEMON = textwrap.dedent(f"""
+    import os, sys, time
+    pidfile = sys.argv[2]
+    DAEMON = (
+        "import os, signal, sys, time\\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\\n"
+        "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid()))\\n"
+        "os.rename(sys.argv[1] + '.tmp', sys.argv[1])\\n"
+        "time.sleep(600)\\n"
+    )
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execve(sys.executable, [sys.executable, "-c", DAEMON, pidfile], {{}})
+        os._exit(0)
+    while not os.path.exists(pidfile):
+        time.sleep(0.01)
+    print("{DONE}")
+""")
+
+
+@pytest.fixture
+def tmux_env(tmp_path: Path):
+    """An isolated tmux server (``TMUX_TMPDIR``), killed afterwards."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    folder = tmp_path / "tmux"
+    folder.mkdir()
+    env = {"TMUX_TMPDIR": str(folder)}
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
+
+
+@pytest.mark.parametrize("mode", ["pty", "tmux"])
+def test_a_daemon_that_double_forks_with_a_clean_environment_is_ended(mode, make_spec, run_seqrun,
+                                                                     project, request):
+    """setsid + double fork + empty environment + TERM/HUP ignored: the
+    orphan reparents to seqrun (a child subreaper) and is ended with the tree."""
+    make_spec("- [ ] 1. Start a daemon\n")
+    pidfile = _configure(project, ESCAPING_DAEMON)
+    env = None
+    if mode == "tmux":
+        env = request.getfixturevalue("tmux_env")
+        config = project / "seqrun.toml"
+        config.write_text(config.read_text().replace("no_tmux = true\n", ""))
+    result = run_seqrun("--kill-grace", "0.5", env=env)
+    daemon = int(pidfile.read_text())
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        if mode == "tmux":
+            windows = subprocess.run(["tmux", "list-windows", "-a", "-F", "#{window_name}"],
+                                     env=seqrun_env(env), capture_output=True, text=True).stdout
+            assert windows.split() == ["task-1"]
+        assert gone(daemon), f"daemon {daemon} outlived seqrun"
+    finally:
+        if not gone(daemon):
+            os.kill(daemon, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import seqrun_env, use_command_agent
 
 pytestmark = [
     pytest.mark.tmux,
@@ -143,3 +144,35 @@ def test_tmux_mode_works_with_the_installed_package_alone(make_spec, project, tm
     if "No module named seqrun" in result.stderr:
         pytest.skip("seqrun is not installed (only importable from the repository)")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_window_made_just_before_a_kill_is_marked_and_pruned(make_spec, run_seqrun, project, tmux_env):
+    """seqrun killed right after tmux created a window: the window already
+    carries seqrun's mark, so the next run prunes it (--keep-windows 0)."""
+    make_spec("- [ ] 1. Task\n")
+    use_command_agent(project, 'print("<promise>TASK_DONE</promise>")')
+    # A tmux that kills its caller (seqrun) with -9 just after the first call
+    # that creates a window returns: the moment between creating and marking.
+    bin_dir = project / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "tmux"
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        {shutil.which("tmux")} "$@"
+        status=$?
+        case "$status $* " in
+          "0 new-window "*|"0 new-session "*)
+            if [ ! -e "{project / 'killed'}" ]; then : > "{project / 'killed'}"; kill -9 $PPID; fi ;;
+        esac
+        exit $status
+    """))
+    wrapper.chmod(0o755)
+    env = {**tmux_env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    first = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "s", env=env)
+    assert first.returncode == -9 and (project / "killed").exists(), first.stdout + first.stderr
+    assert tmux(tmux_env, "list-windows", "-t", "=s", "-F", "#{window_name} #{@seqrun}").split() == [
+        "task-1", "running"]
+    second = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "s",
+                        "--keep-windows", "0", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert tmux(tmux_env, "list-windows", "-a", "-F", "#{window_id} #{window_name}") == ""

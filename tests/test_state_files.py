@@ -593,3 +593,81 @@ def test_new_state_file_has_the_usual_permissions(make_spec, run_seqrun, project
     umask = os.umask(0o022)
     os.umask(umask)
     assert stat.S_IMODE((project / STATE).stat().st_mode) == 0o666 & ~umask
+
+
+# -- processes a killed run left ----------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: the process's start, in clock ticks since boot."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(") ", 1)[1].split()[19])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+@pytest.mark.parametrize("where", ["agent", "others"])
+@pytest.mark.parametrize("start", ["recorded", "reused"])
+def test_a_recorded_process_is_ended_only_if_its_start_time_matches(start, where, make_spec, run_seqrun,
+                                                                     project):
+    """A running record names a live process: the next run ends it when its
+    start time is the recorded one, and leaves it alone when the pid now
+    belongs to another process (here: the same pid, another start time)."""
+    make_spec("- [-] 1. First\n")
+    configure(project)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        started = _start_time(live.pid) + (0 if start == "recorded" else 1)
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        if where == "agent":
+            processes = {"boot_id": boot_id, "token": "0" * 32, "pid": live.pid, "start": started,
+                         "pgid": live.pid, "sid": live.pid, "others": []}
+        else:  # a daemon that left the agent's session (the agent itself is gone)
+            gone_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+            gone_start = _start_time(gone_pid.pid)
+            gone_pid.wait()
+            processes = {"boot_id": boot_id, "token": "0" * 32, "pid": gone_pid.pid, "start": gone_start,
+                         "pgid": gone_pid.pid, "sid": gone_pid.pid, "others": [[live.pid, started]]}
+        running = {"status": "running", "title": "First", "attempts": 1, "backend": "command",
+                   "log": log_of("1"), "updated_at": "2026-01-01T00:00:00Z", "processes": processes}
+        (project / STATE).write_text(json.dumps(whole_file("feature", spec_record(tasks={"1": running}))))
+        result = run(run_seqrun, "--kill-grace", "0.5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        if start == "recorded":
+            assert live.wait(5) == -15  # SIGTERM was enough
+            assert "ended 1 process(es) that task 1 left running" in result.stderr
+        else:
+            assert live.poll() is None
+            assert "left running" not in result.stderr
+        task = load(project)["specs"]["feature"]["tasks"]["1"]
+        assert task["status"] == "passed" and "processes" not in task
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/environ"), reason="needs /proc")
+def test_a_record_made_before_the_agent_started_ends_what_carries_its_token(make_spec, run_seqrun, project):
+    """Killed between recording the task as running and recording the agent's
+    pid: the token, inherited by every process of the agent, finds them."""
+    make_spec("- [-] 1. First\n")
+    configure(project)
+    token = "5" * 32
+    carrier = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                               env={**os.environ, "SEQRUN_TREE_TOKEN": token}, start_new_session=True)
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        processes = {"boot_id": boot_id, "token": token, "pid": 0, "start": 0, "pgid": 0, "sid": 0,
+                     "others": []}
+        running = {"status": "running", "title": "First", "attempts": 1, "backend": "command",
+                   "log": log_of("1"), "updated_at": "2026-01-01T00:00:00Z", "processes": processes}
+        (project / STATE).write_text(json.dumps(whole_file("feature", spec_record(tasks={"1": running}))))
+        result = run(run_seqrun, "--kill-grace", "0.5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert carrier.wait(5) == -15
+        assert bystander.poll() is None
+        assert "ended 1 process(es)" in result.stderr
+    finally:
+        for proc in (carrier, bystander):
+            proc.kill()
+            proc.wait()

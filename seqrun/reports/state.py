@@ -4,16 +4,22 @@ It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
 :mod:`seqrun.statefile`) before the run, publishes what earlier runs
 completed (the runner skips it) and how many attempts each task had (the
 count goes on), and writes the file when the run starts, when each agent
-starts, after each attempt and after each task; it appends one
-``SEQUENTIAL_PROGRESS.md`` entry per attempt (:mod:`seqrun.reports.progress`),
-and when a run starts, writes the entries of the attempts the state records
-that a killed run never wrote there.
+starts, when the agent's recorded processes change, after each attempt and
+after each task; it appends one ``SEQUENTIAL_PROGRESS.md`` entry per attempt
+(:mod:`seqrun.reports.progress`), and when a run starts, writes the entries
+of the attempts the state records that a killed run never wrote there.
 
 Records are keyed by the spec's name, its path relative to the specs root.
 A record an earlier seqrun kept under the spec's former name (the file name
 without its suffix, ``phase_1`` for ``backend/phase_1.md``) is adopted, and
 renamed, only when no other spec can own it (:func:`former_names`);
 otherwise it is left as it is and the spec starts empty.
+
+The ``running`` record of a task holds ``processes``: the tree token from
+before the agent starts, then the agent's pid, start time, session and
+process group, and the processes that left its session. A run that finds a
+``running`` record (seqrun was killed) ends what is left of those processes
+before anything is dispatched, so two agents never work on the tree at once.
 
 A run stopped while it waited (``--delay``, a rate limit) puts back what a
 task's record said before this run marked it running, keeping the attempts it
@@ -81,6 +87,19 @@ class StatePlugin:
         except (OSError, UnicodeDecodeError):
             return None
 
+    def _end_survivors(self, task_id: str, record: Any) -> None:
+        """End the processes an agent of a killed seqrun left running: before
+        anything is dispatched, so two agents never work on the tree at once."""
+        from seqrun.terminal.proctree import TreeRecord, end_survivors
+
+        tree = TreeRecord.from_dict(record)
+        if tree is None:
+            return
+        ended = end_survivors(tree, self.config.option.kill_grace)
+        if ended:
+            print(f"seqrun: ended {ended} process(es) that task {task_id} left running "
+                  "when an earlier seqrun was killed", file=sys.stderr)
+
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
         path = state_path(spec)
         return self.files[path], self.files[path].for_spec(spec.name)
@@ -115,7 +134,7 @@ class StatePlugin:
         recorded: dict[Path, list[RecordedAttempt]] = {}
         for spec in specs:
             _, state = self._state(spec)
-            begin_run(state, spec, self._session_of)
+            begin_run(state, spec, self._session_of, self._end_survivors)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
@@ -169,20 +188,42 @@ class StatePlugin:
             unit.previous = unit.previous or last_failed_attempt(tasks, (item, *unit.subtasks))
 
     @hookimpl
-    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str) -> None:
+    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str,
+                               token: str) -> None:
         """Record the task as running before its agent starts: if seqrun is
-        killed now, the next run knows what was in flight."""
+        killed now, the next run knows what was in flight, and (by the token
+        its processes will inherit) what to end."""
+        from seqrun.terminal.proctree import TreeRecord, boot_id
+
         spec = item.spec
         if spec is None or spec.nodeid not in self.spec_of:
             return
         file, state = self._state(spec)
+        processes = TreeRecord(boot_id=boot_id(), token=token).as_dict()
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             self.before_running.setdefault((spec.name, member.id), dict(entry))
             entry.update(status=RUNNING, title=member.title, attempts=attempt, backend=backend,
-                         log=self._relative(log_path), updated_at=utcnow())
+                         log=self._relative(log_path), updated_at=utcnow(), processes=processes)
             file.touch(spec.name, member.id)
         # Not fsync'd: after a power cut the task simply shows as not started.
+        file.save(current=spec.name, durable=False)
+
+    @hookimpl
+    def seqrun_runtest_processes(self, item: Task, unit: Unit, processes: Any) -> None:
+        """Keep the running record's ``processes`` current: the agent once it
+        runs, and any process that leaves its session (the ones a later run
+        could not find by session or token). Rare, and not fsync'd."""
+        spec = item.spec
+        if spec is None or spec.nodeid not in self.spec_of:
+            return
+        file, state = self._state(spec)
+        record = processes.as_dict()
+        for member in unit.members:
+            entry = state["tasks"].get(member.id)
+            if entry is not None and entry.get("status") == RUNNING:
+                entry["processes"] = record
+                file.touch(spec.name, member.id)
         file.save(current=spec.name, durable=False)
 
     @hookimpl
@@ -209,6 +250,7 @@ class StatePlugin:
         for member in unit.members:
             entry = state["tasks"].setdefault(member.id, {})
             entry["attempts"] = max(attempts_of(entry), attempt.number)
+            entry.pop("processes", None)  # ended with the attempt
             add_history(entry, record)
             file.touch(spec.name, member.id)
         # Before its progress entry, and before any retry starts: a kill during
@@ -262,6 +304,7 @@ class StatePlugin:
                 file.save(current=spec.name)
             return
         entry = tasks.setdefault(report.task_id, {})
+        entry.pop("processes", None)  # an agent that failed to start has none
         entry.update(
             status=report.outcome.value,
             kind=report.kind.value,

@@ -17,14 +17,29 @@ signalled.  seqrun itself, its ancestors and processes that started before the
 agent are never members.  While :func:`child_subreaper` is active, orphans
 reparent to seqrun instead of init, so they remain reachable and their zombies
 are reaped here (only theirs: other children of seqrun are left to their
-owners' ``wait``).
+owners' ``wait``).  A tree made with ``orphans=True`` counts every child of
+seqrun outside seqrun's own session that started after the agent as one of
+those orphans: that is what finds a daemon whose parent chain is gone, that
+left the agent's session and scrubbed the token from its environment (the
+agent is spawned in a new session; seqrun's own helpers, such as tmux
+clients, stay in seqrun's session).
 
-Linux only (``/proc``); elsewhere the tree degrades to the agent's pid alone.
+A :class:`TreeRecord` describes a tree so that another process can find it
+again after seqrun itself was killed (:func:`end_survivors`): the agent's
+session, the token, and the members that left both, by pid and start time.
+It cannot name a daemon that left the session and scrubbed its environment
+in the instant (at most :data:`~seqrun.terminal.ptyexec._ADOPTION_CHECK_EVERY`
+plus a write) between being orphaned and being recorded; a cgroup per agent
+would close that gap, and is not used (see the README).
+
+Linux only (``/proc``; the subreaper needs ``prctl``, Linux 3.4+); elsewhere
+the tree degrades to the agent's pid alone.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -33,7 +48,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-__all__ = ["ProcessTree", "kill_tree", "child_subreaper", "exit_status"]
+__all__ = ["ProcessTree", "TreeRecord", "kill_tree", "child_subreaper", "end_survivors", "exit_status"]
 
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -54,6 +69,60 @@ class ProcInfo:
     @property
     def zombie(self) -> bool:
         return self.state in ("Z", "X")
+
+
+#: Processes outside the agent's session kept in a :class:`TreeRecord`.
+RECORD_LIMIT = 64
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id: start times are only comparable within one boot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class TreeRecord:
+    """What another seqrun needs to end an agent's tree after we died.
+
+    Written into the state file's ``running`` record, so a run that follows a
+    ``kill -9`` of seqrun can end the survivors (:func:`end_survivors`).  The
+    agent's session (``sid``) finds every process that stayed in it, the
+    ``token`` every process that kept its environment; ``others`` names the
+    processes that left both, each by ``(pid, start time)``.
+    """
+
+    boot_id: str
+    token: str
+    pid: int = 0
+    """The agent (0: not started yet)."""
+    start: int = 0
+    """The agent's start time (field 22 of ``/proc/<pid>/stat``)."""
+    pgid: int = 0
+    sid: int = 0
+    others: tuple[tuple[int, int], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"boot_id": self.boot_id, "token": self.token, "pid": self.pid, "start": self.start,
+                "pgid": self.pgid, "sid": self.sid, "others": [list(p) for p in self.others]}
+
+    @classmethod
+    def from_dict(cls, data: object) -> TreeRecord | None:
+        """The record a state file holds, or None if it is not one."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            others = tuple((int(p[0]), int(p[1])) for p in data.get("others") or ())
+            record = cls(boot_id=str(data["boot_id"]), token=str(data.get("token") or ""),
+                         pid=int(data.get("pid") or 0), start=int(data.get("start") or 0),
+                         pgid=int(data.get("pgid") or 0), sid=int(data.get("sid") or 0), others=others)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        return record
 
 
 def exit_status(wait_status: int) -> int:
@@ -212,11 +281,18 @@ def _signal(info: ProcInfo, sig: int) -> bool:
 class ProcessTree:
     """The processes of one agent: remembered across snapshots, then ended."""
 
-    def __init__(self, root: int, *, token: str | None = None, reap_root: bool = True) -> None:
+    def __init__(
+        self, root: int, *, token: str | None = None, reap_root: bool = True, orphans: bool = False
+    ) -> None:
         self.root = root
         self._reap_root = reap_root
         """False when someone else (a ``Popen``) waits for the root's status."""
+        self._orphans = orphans
+        """Our children outside our session, started after the root, are the
+        tree's orphans: true while we are the subreaper of this one tree
+        (a process that runs two trees at once must not claim each other's)."""
         self._self = os.getpid()
+        self._own_sid = os.getsid(0)
         self._excluded = _ancestors(self._self)
         info = read_proc(root)
         self._root_start = info.start if info is not None else 0
@@ -232,12 +308,60 @@ class ProcessTree:
         self.statuses: dict[int, int] = {}
         """Shell-style exit statuses of members reaped here (our own children)."""
 
+    @classmethod
+    def left_by(cls, record: TreeRecord) -> ProcessTree:
+        """The tree an earlier seqrun recorded, as far as it still exists.
+
+        A recorded process counts only while its start time matches (a pid
+        reused since is never touched); the session counts only while its
+        leader is gone or is still the agent; the token finds the rest.
+        """
+        tree = cls(record.pid, token=record.token or None, reap_root=False)
+        tree._root_start = record.start
+        # sid 0 (the agent had not started) would match the kernel's threads.
+        leads = record.sid > 1 and record.sid == record.pid and record.sid != os.getsid(0)
+        tree._sid = record.sid if leads else None
+        tree._known = {}
+        for pid, start in ((record.pid, record.start), *record.others):
+            info = read_proc(pid)
+            if info is not None and info.start == start and pid not in tree._excluded:
+                tree._known[pid] = info
+        return tree
+
+    def record(self, token: str) -> TreeRecord:
+        """This tree as another process can find it again (see :class:`TreeRecord`).
+
+        Only members that left the agent's session are listed: the session
+        and the token find the others.
+        """
+        sid = self._sid or 0
+        others = sorted((p.pid, p.start) for p in self._known.values()
+                        if p.pid != self.root and p.sid != sid and not p.zombie)
+        return TreeRecord(boot_id=boot_id(), token=token, pid=self.root, start=self._root_start,
+                          pgid=sid, sid=sid,  # the agent leads its session and its group
+                          others=tuple(others[-RECORD_LIMIT:]))
+
+    def new_children(self, seen: set[int]) -> bool:
+        """Whether a child of ours appeared that ``seen`` (updated) and the
+        tree do not know: an orphan just adopted, worth a snapshot now.
+        A few small reads, cheap enough to call many times a second."""
+        children = _our_children(self._self) or ()
+        fresh = [pid for pid in children if pid not in seen and pid not in self._known]
+        seen.update(fresh)
+        return bool(fresh)
+
     # -- membership -------------------------------------------------------
 
     def _candidate(self, p: ProcInfo, thorough: bool) -> bool:
         if p.pid in self._excluded or p.start < self._root_start:
             return False
         if self._sid is not None and p.sid == self._sid:
+            return True
+        if self._orphans and p.ppid == self._self and p.sid != self._own_sid:
+            # Our child in another session that we did not spawn: an orphan
+            # of the tree adopted by us (child subreaper), even when its
+            # parent chain is gone and it dropped the token (a daemon that
+            # double-forked, called setsid and exec'd with a clean environment).
             return True
         if self._needle is None:
             return False
@@ -420,6 +544,18 @@ class ProcessTree:
             if now is not None and now.start == known.start and not now.zombie:
                 return False
         return True
+
+
+def end_survivors(record: TreeRecord, grace: float = 5.0) -> int:
+    """End what is left of a tree another seqrun recorded before it died.
+
+    SIGTERM, ``grace`` seconds, then SIGKILL; processes started in another
+    boot, reused pids and our own ancestors are never signalled.  Returns how
+    many processes were signalled.
+    """
+    if not record.boot_id or record.boot_id != boot_id() or not (record.start or record.token):
+        return 0
+    return ProcessTree.left_by(record).kill(grace)
 
 
 def kill_tree(pid: int, grace: float = 5.0, *, token: str | None = None) -> int:

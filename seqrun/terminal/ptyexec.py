@@ -11,7 +11,10 @@ holds exactly the bytes the agent wrote (no ``\\n`` → ``\\r\\n`` rewriting),
 and a terminal that echoes them applies its own.
 
 When the run ends (normally, by a timeout, or cancelled), the agent's whole
-process tree is ended (see :mod:`seqrun.terminal.proctree`).
+process tree is ended (see :mod:`seqrun.terminal.proctree`).  While it runs,
+``on_processes`` is told how to find the tree again (agent, session, token,
+and the processes that left the session, checked for every 0.05 s), so a
+seqrun that follows a ``kill -9`` of this one can end the survivors.
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ from typing import Any, BinaryIO, Callable
 
 from seqrun.backends.base import Invocation
 from seqrun.terminal.output import OutputSink
-from seqrun.terminal.proctree import TOKEN_VAR, ProcessTree, child_subreaper
+from seqrun.terminal.proctree import TOKEN_VAR, ProcessTree, TreeRecord, child_subreaper
 
 __all__ = ["ProcessResult", "Started", "run_in_pty", "prepare", "agent_env"]
 
@@ -46,6 +49,10 @@ _POLL = 0.05
 """Longest wait in one ``select``: bounds how late a cancel is noticed."""
 _SNAPSHOT_EVERY = 0.5
 """How often the process tree is walked while the agent runs."""
+_ADOPTION_CHECK_EVERY = 0.05
+"""How often seqrun's own children are listed: an orphan it just adopted
+(a daemon that left the agent's session) is recorded at once, not at the
+next walk, so a ``kill -9`` of seqrun soon after still finds it."""
 _DRAIN_AFTER_EXIT = 0.75
 """How long output is still read after the agent exited while something else
 keeps its pty open (a background child): long enough to get the agent's last
@@ -296,9 +303,16 @@ class _PtyRun:
         sink: OutputSink,
         clock: _Clock,
         input_fd: int | None,
+        token: str,
+        on_processes: Callable[[TreeRecord], None] | None,
     ) -> None:
         self.proc = proc
         self.tree = tree
+        self.token = token
+        self.on_processes = on_processes
+        self._recorded: TreeRecord | None = None
+        self._children_seen: set[int] = set()
+        self._adoption_check_at = time.monotonic()
         self.sink = sink
         self.clock = clock
         self.fd: int | None = proc.fd
@@ -331,10 +345,25 @@ class _PtyRun:
         if self.pidfd is None or self.pidfd in ready:  # no syscall per chunk otherwise
             self._poll_exit()
         now = time.monotonic()
-        if now - self._snapshot_at >= _SNAPSHOT_EVERY:
+        adopted = False
+        if self.on_processes is not None and now - self._adoption_check_at >= _ADOPTION_CHECK_EVERY:
+            self._adoption_check_at = now
+            adopted = self.tree.new_children(self._children_seen)
+        if adopted or now - self._snapshot_at >= _SNAPSHOT_EVERY:
             self._snapshot_at = now
             self.tree.snapshot()
             self.tree.reap()
+            self.report_processes()
+
+    def report_processes(self) -> None:
+        """Tell ``on_processes`` when the tree's record changed (rarely: only
+        the agent, and processes that left its session, are in it)."""
+        if self.on_processes is None:
+            return
+        record = self.tree.record(self.token)
+        if record != self._recorded:
+            self._recorded = record
+            self.on_processes(record)
 
     @property
     def _output_fd(self) -> int | None:
@@ -449,6 +478,8 @@ def run_in_pty(
     rows: int = 50,
     input_fd: int | None = None,
     on_start: Callable[[Started], None] | None = None,
+    token: str | None = None,
+    on_processes: Callable[[TreeRecord], None] | None = None,
 ) -> ProcessResult:
     """Run ``invocation`` in a pty until it exits or a limit is hit.
 
@@ -458,18 +489,23 @@ def run_in_pty(
     each ends the agent's process tree (SIGTERM, ``grace`` seconds, SIGKILL).
     Processes the agent leaves behind after a normal exit are ended too.
     ``input_fd`` is read and forwarded to the agent's terminal (a watching
-    person's keystrokes).  Raises FileNotFoundError if the command or the
-    stdin file does not exist.
+    person's keystrokes).  ``token`` is the ``SEQRUN_TREE_TOKEN`` the agent's
+    processes inherit (a new one if None).  ``on_processes`` gets the tree's
+    :class:`~seqrun.terminal.proctree.TreeRecord` once the agent runs and
+    again whenever it changes, for whoever must end the tree if seqrun dies.
+    Raises FileNotFoundError if the command or the stdin file does not exist.
     """
-    token = uuid.uuid4().hex
+    token = token or uuid.uuid4().hex
     env = agent_env(invocation)
     env[TOKEN_VAR] = token
     with OutputSink(log_path, on_line, echo) as sink, child_subreaper():
         clock = _Clock(timeout, idle_timeout, cancel)
         proc = _spawn(invocation, env, rows, cols)
-        run = _PtyRun(proc, ProcessTree(proc.pid, token=token), sink, clock, input_fd)
+        run = _PtyRun(proc, ProcessTree(proc.pid, token=token, orphans=True), sink, clock, input_fd,
+                      token, on_processes)
         reason: str | None = None
         try:
+            run.report_processes()
             if on_start is not None:
                 on_start(Started(proc.pid, token, lambda r, c: _resize(run, r, c)))
             reason = _supervise(run, grace)

@@ -18,8 +18,10 @@ The user's tmux configuration is honoured (their key bindings work when they
 attach) but never relied upon: windows are addressed by ``#{window_id}``,
 never by index (``base-index``); the command is passed as separate argv words
 so tmux execs it without a shell (``default-shell``, ``default-command``);
-``remain-on-exit``, ``automatic-rename`` and ``allow-rename`` are set on each
-window; names are sanitised; no task data is ever on a command line.
+``remain-on-exit``, ``automatic-rename``, ``allow-rename`` and seqrun's
+``@seqrun`` mark are set on each window in the very tmux call that creates it
+(no window of seqrun's ever exists unmarked, so a later run can prune what a
+killed one left); names are sanitised; no task data is ever on a command line.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from typing import BinaryIO, Callable
 
 from seqrun.backends.base import Invocation
 from seqrun.terminal import _channel as ch
+from seqrun.terminal.proctree import TreeRecord
 from seqrun.terminal.ptyexec import ProcessResult, Started, agent_env, prepare, run_in_pty
 
 __all__ = ["TmuxError", "TmuxSession", "sanitize_name", "tmux_available"]
@@ -348,6 +351,15 @@ class TmuxSession:
     older ones are closed.  Windows still running are never closed.
     """
 
+    #: Per-window settings that must not depend on the user's configuration,
+    #: and the mark by which finished windows are found and pruned.
+    WINDOW_OPTIONS = (
+        ("remain-on-exit", "on"),
+        ("automatic-rename", "off"),
+        ("allow-rename", "off"),
+        ("@seqrun", "running"),
+    )
+
     def __init__(self, name: str, *, tmux: str = "tmux", keep_windows: int = 20) -> None:
         self.name = sanitize_name(name)
         self.tmux = tmux
@@ -382,10 +394,15 @@ class TmuxSession:
         # tmux expands formats in -c, and '#(...)' would run a shell: escape.
         start_dir = cwd.replace("#", "##")
         tail = ["-n", window, "-c", start_dir, "-P", "-F", Pane.FORMAT, "--", *command]
-        # In the same call: a viewer that dies at once must leave its pane (and
-        # the server, if it was the only one) for the error message. The new
+        # The window's settings go in the same call that creates it, so no
+        # window of ours ever exists without them: a viewer that dies at once
+        # leaves its pane (and the server, if it was the only one) for the
+        # error message, and a seqrun killed right after this call leaves a
+        # window marked `@seqrun running` that the next run prunes. The new
         # window is its session's current one, which `=name:` targets.
-        keep = [";", "set-option", "-w", "-t", f"{self._target}:", "remain-on-exit", "on"]
+        keep: list[str] = []
+        for option, value in self.WINDOW_OPTIONS:
+            keep += [";", "set-option", "-w", "-t", f"{self._target}:", option, value]
         # The session usually exists (every task after the first): try the
         # window first, one tmux call. The trailing ':' asks for the next free
         # index, whatever base-index is.
@@ -404,18 +421,6 @@ class TmuxSession:
         if "duplicate session" not in proc.stderr:
             raise TmuxError(f"tmux new-session failed: {proc.stderr.strip()}")
         return Pane.parse(self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep).stdout)
-
-    def _configure_window(self, window_id: str) -> None:
-        """Per-window settings that must not depend on the user's configuration."""
-        args: list[str] = []
-        for option, value in (
-            ("remain-on-exit", "on"),
-            ("automatic-rename", "off"),
-            ("allow-rename", "off"),
-            ("@seqrun", "running"),
-        ):
-            args += ["set-option", "-w", "-t", window_id, option, value, ";"]
-        self._tmux(*args[:-1])
 
     def _window_alive(self, window_id: str) -> bool:
         proc = self._tmux("display-message", "-p", "-t", window_id, "#{pane_dead}", check=False)
@@ -482,6 +487,8 @@ class TmuxSession:
         idle_timeout: float | None = None,
         cancel: threading.Event | None = None,
         grace: float = 5.0,
+        token: str | None = None,
+        on_processes: Callable[[TreeRecord], None] | None = None,
     ) -> ProcessResult:
         """Run ``invocation`` and show it in a new window named ``window`` (sanitised).
 
@@ -497,12 +504,12 @@ class TmuxSession:
             pane = self._open_window(sanitize_name(window, window=True), command, cwd)
             link = _Link(listener, lambda: self._window_alive(pane.window_id), echo, cancel)
             try:
-                self._configure_window(pane.window_id)
                 shown = dataclasses.replace(invocation, env={**pane.env, **invocation.env})
                 result = run_in_pty(
                     shown, log_path=log_path, on_line=on_line, echo=link,  # type: ignore[arg-type]
                     timeout=timeout, idle_timeout=idle_timeout, cancel=link.cancel, grace=grace,
                     rows=pane.rows, cols=pane.cols, input_fd=link.input_fd, on_start=link.started,
+                    token=token, on_processes=on_processes,
                 )
                 result = self._account(result, link, cancel, pane.window_id)
                 link.finish(_result_line(result, link.closed or _limit_message(result, timeout, idle_timeout)))
