@@ -20,7 +20,7 @@ from seqrun.backends import BUILTIN_BACKENDS as _BUILTIN_NAMES
 from seqrun.backends import load_builtin
 
 BUILTIN_BACKENDS = tuple(load_builtin(name) for name in _BUILTIN_NAMES)
-from seqrun.backends.base import OutputParser
+from seqrun.backends.base import DONE_MARKERS, OutputParser
 from seqrun.backends.claude import ClaudeBackend
 from seqrun.backends.codeagent_wrapper import CodeagentWrapperBackend
 from seqrun.backends.codex import CodexBackend
@@ -71,7 +71,12 @@ def test_case_verdict(case: dict[str, Any], variant: str) -> None:
     lines = lines_of(case, stderr_first=variant == "stderr_first")
     verdict = run(parser, lines, case["exit_code"], variant=variant)
     assert verdict.outcome is EXPECTED[case["expected_verdict"]], verdict.reason
-    assert verdict.reason or verdict.outcome is Outcome.PASSED
+    if verdict.outcome is Outcome.PASSED:
+        # A pass has no reason, and rests on the marker in the agent's final message.
+        assert verdict.reason == ""
+        assert any(marker in (verdict.final_message or "") for marker in DONE_MARKERS), verdict
+    else:
+        assert verdict.reason.strip(), verdict  # every other verdict says why
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

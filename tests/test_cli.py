@@ -2,6 +2,7 @@
 config files, conftest.py plugins, --init."""
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 
@@ -190,11 +191,18 @@ def test_conftest_in_specs_root_is_a_plugin(make_spec, run_seqrun, project):
                 removed = [t for t in items if t.state.value != "pending"]
                 items[:] = [t for t in items if t.state.value == "pending"]
                 config.hook.seqrun_deselected(items=removed)
+            items.reverse()  # always: shows whether the conftest was loaded at all
     """))
     result = run_seqrun("--co", "-q", "--only-pending")
     assert result.returncode == 0, result.stderr
-    assert ids(result.stdout) == ["1.1", "1.2.1", "1.3", "11.2", "1.20"]
-    assert ids(run_seqrun("--co", "-q", "--noconftest").stdout) == ids(run_seqrun("--co", "-q").stdout)
+    assert ids(result.stdout) == ["1.20", "11.2", "1.3", "1.2.1", "1.1"]
+    assert ids(run_seqrun("--co", "-q").stdout) == ["1.20", "2.1", "11.2", "1.3", "1.2.1", "1.1"]
+    # --noconftest: file order, and the conftest's option does not exist.
+    plain = run_seqrun("--co", "-q", "--noconftest")
+    assert plain.returncode == 0, plain.stderr
+    assert ids(plain.stdout) == ["1.1", "1.2.1", "1.3", "11.2", "2.1", "1.20"]
+    unknown = run_seqrun("--co", "-q", "--noconftest", "--only-pending")
+    assert unknown.returncode == 4 and "--only-pending" in unknown.stderr
 
 
 def test_p_loads_and_disables_plugins(make_spec, run_seqrun, project):
@@ -259,7 +267,9 @@ def test_lone_file_in_other_layout(project, run_seqrun):
 def test_tasks_file_is_never_written_by_collection(make_spec, run_seqrun):
     folder = make_spec(SPEC.replace("\n", "\r\n").encode())
     before = (folder / "tasks.md").read_bytes()
-    run_seqrun("--co")
+    result = run_seqrun("--co")
+    assert result.returncode == 0, result.stderr
+    assert "6 tasks collected" in result.stdout
     assert (folder / "tasks.md").read_bytes() == before
     assert not (folder.parent / "SEQUENTIAL_STATE.json").exists()
 
@@ -267,9 +277,11 @@ def test_tasks_file_is_never_written_by_collection(make_spec, run_seqrun):
 def test_help_lists_seed_flags(run_seqrun):
     result = run_seqrun("--help")
     assert result.returncode == 0
+    # Whole options: "-k" must not be found inside "--keep-windows".
+    options = set(re.findall(r"(?<![\w-])--?[A-Za-z][\w-]*", result.stdout))
     for flag in ("--spec", "--delay", "--max-iterations", "--backend", "--assign-backend",
                  "--tmux-session", "--collect-only", "-k", "--lf", "--junitxml"):
-        assert flag in result.stdout, flag
+        assert flag in options, flag
 
 
 

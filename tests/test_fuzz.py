@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seqrun.backends import BUILTIN_BACKENDS, load_builtin
+from seqrun.backends.base import DONE_MARKERS, HALT_MARKER
 from seqrun.config import UsageError
-from seqrun.outcome import Outcome, Verdict
+from seqrun.outcome import Kind, Outcome, Verdict
 from seqrun.statefile import StateFile
 
 TRANSCRIPTS = Path(__file__).parent / "data" / "agent-transcripts"
@@ -44,12 +45,22 @@ events = st.builds(lambda t, d: json.dumps({"type": t, **d}), event_types,
 
 
 def parse_all(backend_name: str, lines: list[str], status: int) -> Verdict:
-    if backend_name == "command":
-        return Verdict(Outcome.FAILED)
+    """The verdict on ``lines``, checked for what every parser promises: no
+    exception swallowed, and a verdict that rests on the agent's final message."""
     parser = load_builtin(backend_name)().parser()
     for line in lines:
         parser.feed_line(line)
-    return parser.finish(status)
+    verdict = parser.finish(status)
+    # LineParser keeps what _feed raised, and makes a BACKEND_ERROR of what _finish raised.
+    assert parser.parse_errors == [] and parser.parse_errors_dropped == 0, parser.parse_errors
+    assert verdict.kind is not Kind.BACKEND_ERROR, verdict.reason + "\n" + verdict.longrepr
+    message = verdict.final_message or ""
+    if verdict.outcome is Outcome.PASSED:
+        assert status == 0, verdict  # markers count only in a run that ended without error
+        assert any(marker in message for marker in DONE_MARKERS), verdict
+    if verdict.outcome is Outcome.HALTED:
+        assert HALT_MARKER in message, verdict
+    return verdict
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -63,6 +74,7 @@ def test_parsers_never_raise_on_random_events(backend_name, lines, status):
 @pytest.mark.parametrize("backend_name", PARSED)
 def test_parsers_survive_mutated_real_transcripts(backend_name):
     rng = random.Random(2026)
+    outcomes = set()
     for _ in range(300):
         lines = rng.sample(LINES, k=min(len(LINES), rng.randint(1, 40)))
         mutated = []
@@ -78,7 +90,9 @@ def test_parsers_survive_mutated_real_transcripts(backend_name):
             elif op < 0.5:
                 line = line.replace("true", "null").replace("false", "1")
             mutated.append(line)
-        parse_all(backend_name, mutated, rng.choice([0, 1, 2, 124, 137, 143, 173]))
+        outcomes.add(parse_all(backend_name, mutated, rng.choice([0, 1, 2, 124, 137, 143, 173])).outcome)
+    # The mutations leave enough real events for more than one verdict.
+    assert Outcome.FAILED in outcomes and len(outcomes) > 1, outcomes
 
 
 def test_every_builtin_backend_is_fuzzed():

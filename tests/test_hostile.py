@@ -80,10 +80,29 @@ def test_invalid_utf8_in_tasks_file_runs_and_reports(make_spec, run_seqrun, proj
 
 
 def test_path_traversal_in_report_paths_is_the_users_choice_but_specs_are_contained(make_spec, run_seqrun, project):
-    make_spec("- [ ] 1. Task\n", name="..")
-    # A spec folder literally named ".." cannot exist; "..." can, and stays inside.
+    # make_spec(name="..") writes .kiro/specs/../tasks.md, that is .kiro/tasks.md.
+    kiro_tasks = make_spec("- [ ] 1. Task\n", name="..") / "tasks.md"
+    assert kiro_tasks.resolve() == (project / ".kiro" / "tasks.md").resolve()
+    before = files_in(project)
+    # The spec is reached through "..", and the report path climbs out of .kiro: the user asked for it there.
+    result = run_seqrun("--backend", "claude", "--delay", "0", "--no-tmux", ".kiro/specs/..",
+                        "--junitxml", ".kiro/specs/../../report.xml", fakes=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert kiro_tasks.read_text() == "- [x] 1. Task\n"
+    assert (project / "report.xml").read_text().count("<testcase") == 1
+    # Everything else seqrun wrote stays under the specs root, whatever ".." the spec's path has.
+    new = files_in(project) - before
+    assert all(p.startswith(".kiro/specs/") or p == "report.xml" for p in new), sorted(new)
+    assert (project / ".kiro" / "specs" / "SEQUENTIAL_STATE.json").is_file()
+    assert not (project / ".kiro" / "SEQUENTIAL_STATE.json").exists()
+    assert not (project.parent / "report.xml").exists()
+    logs = project / ".kiro" / "specs" / ".seqrun" / "logs"
+    assert [p.name for p in logs.iterdir()] and all(".." not in p.name for p in logs.iterdir())
+
+    # A spec folder literally named "..." is a name like any other, and stays inside.
     make_spec("- [ ] 1. Task\n", name="...")
     result = run_seqrun("--backend", "claude", "--delay", "0", "--no-tmux", ".kiro/specs/...", fakes=True)
     assert result.returncode == 0, result.stderr
-    assert os.path.isdir(project / ".kiro" / "specs" / ".seqrun" / "logs")
+    assert (project / ".kiro" / "specs" / "..." / "tasks.md").read_text() == "- [x] 1. Task\n"
+    assert all(".." not in p.name for p in logs.iterdir())
     assert not (project / ".kiro" / "SEQUENTIAL_STATE.json").exists()

@@ -51,7 +51,7 @@ def test_second_run_on_a_held_spec_is_refused(make_spec, run_seqrun, project):
         _wait_started(project)
         start = time.monotonic()
         second = run_seqrun()
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 20  # refused at once: not after the first agent's 30 s
         assert second.returncode == 4
         assert f"pid {first.pid}" in second.stderr
         assert "being run by another seqrun" in second.stderr

@@ -105,23 +105,16 @@ def test_signal_in_tmux_mode_ends_agent_and_window_says_so(sig, make_spec, proje
     import signal
     import time
 
-    from test_run import SPAWNER, _command_config, _pid_alive, _read_pids
+    from test_run import SPAWNER, _command_config, _pid_alive, _read_pids, _seqrun_process, _wait_until_running
 
     make_spec("- [ ] 1. Long\n- [ ] 2. Never reached\n")
     _command_config(project, SPAWNER)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seqrun", "--delay", "0", "--backend", "command", "--kill-grace", "1",
-         "--tmux-session", "sig"],
-        cwd=project, env=seqrun_env(tmux_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list(project.rglob("*.pids")):
-        time.sleep(0.1)
-    time.sleep(0.5)
-    sent = time.monotonic()
-    proc.send_signal(getattr(signal, sig))
-    out, err = proc.communicate(timeout=30)
+    with _seqrun_process(project, "--delay", "0", "--backend", "command", "--kill-grace", "1",
+                         "--tmux-session", "sig", env=tmux_env) as proc:
+        _wait_until_running(project, proc)
+        sent = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, out + err
     assert time.monotonic() - sent < 10
     assert not [p for p in _read_pids(project) if _pid_alive(p)]

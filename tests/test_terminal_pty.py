@@ -189,7 +189,7 @@ def test_timeout_kills_whole_tree(tmp_path: Path, run: Run) -> None:
     assert result.timed_out and not result.idle_timed_out and not result.interrupted
     assert result.exit_status == 143  # the agent itself honoured SIGTERM
     assert result.pid == pids[0]
-    assert 1.5 <= elapsed < 5
+    assert 1.5 <= elapsed < 30  # the upper bound only catches a hang
     assert "tree up" in run.lines
     for pid in pids:
         assert wait_for(lambda: gone(pid), 2), f"process {pid} survived"
@@ -210,7 +210,7 @@ def test_idle_timeout(tmp_path: Path, run: Run) -> None:
     result = run(py(script), idle_timeout=0.7, timeout=20)
     assert result.idle_timed_out and not result.timed_out
     assert run.lines == ["0", "1", "2"]
-    assert 1.1 <= time.monotonic() - started < 5
+    assert 1.1 <= time.monotonic() - started < 30
     assert gone(result.pid)
 
 
@@ -228,11 +228,18 @@ def test_cancel_event(tmp_path: Path, run: Run) -> None:
         """,
     )
     cancel = threading.Event()
-    threading.Timer(0.5, cancel.set).start()
-    result = run(py(script), cancel=cancel)
+    lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        if line == "ready":  # its SIGTERM handler is installed
+            cancel.set()
+
+    result = run_in_pty(py(script), log_path=tmp_path / "cancel.log", on_line=on_line, cancel=cancel,
+                        timeout=60)
     assert result.interrupted and not result.timed_out
     assert result.exit_status == 9
-    assert run.lines == ["ready", "got SIGTERM"]  # output during the grace period is kept
+    assert lines == ["ready", "got SIGTERM"]  # output during the grace period is kept
 
 
 def test_leftover_child_is_killed_after_normal_exit(tmp_path: Path, run: Run) -> None:
@@ -256,7 +263,7 @@ def test_leftover_child_is_killed_after_normal_exit(tmp_path: Path, run: Run) ->
     (child,) = read_pids(pids_file, 1)
     assert result.exit_status == 0 and not result.killed
     assert result.leftover_killed == 1
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # not the child's 60 s
     assert run.lines == ["parent done"]
     assert wait_for(lambda: gone(child), 2)
 
@@ -316,7 +323,7 @@ def test_closed_output_still_obeys_timeout(tmp_path: Path, run: Run) -> None:
     started = time.monotonic()
     result = run(py(script), timeout=1, grace=0.5)
     assert result.timed_out and result.exit_status == 143
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 30
 
 
 def test_huge_line_is_truncated_in_bounded_memory(tmp_path: Path, run: Run) -> None:

@@ -290,8 +290,9 @@ def test_github_step_summary_is_appended(make_spec, run_seqrun, project):
     assert "feature::1" not in text
     assert re.search(r"\n\*\*Totals:\*\* 2,954 tokens · \$0\.02 · \d+\.\ds\n\Z", text), text
     # A second run appends again; nothing is lost.
-    run_seqrun(*gh_plugin_args(), "--backend", "claude", "--no-tmux", "--delay", "0", fakes=True,
-               env={"SEQRUN_FAKE_SCRIPT": str(script), "GITHUB_STEP_SUMMARY": str(summary)})
+    second = run_seqrun(*gh_plugin_args(), "--backend", "claude", "--no-tmux", "--delay", "0", fakes=True,
+                        env={"SEQRUN_FAKE_SCRIPT": str(script), "GITHUB_STEP_SUMMARY": str(summary)})
+    assert second.returncode == 1, second.stdout + second.stderr  # task 2 fails again
     again = summary.read_text()
     assert again.startswith(text) and again.count("\n## ") == 2
 
