@@ -143,3 +143,17 @@ def transcript_backends() -> dict[str, type]:
 
     return {"codex": CodexBackend, "claude": ClaudeBackend, "gemini": GeminiBackend,
             "opencode": OpenCodeBackend, "kiro": KiroBackend, "codeagent-wrapper": CodeagentWrapperBackend}
+
+
+@pytest.fixture
+def tmux_env(tmp_path: Path):
+    """An isolated tmux server (``TMUX_TMPDIR``) for one test, killed afterwards."""
+    import shutil
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    folder = tmp_path / "tmux"
+    folder.mkdir()
+    env = {"TMUX_TMPDIR": str(folder)}
+    yield env
+    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)

@@ -386,19 +386,6 @@ time.sleep(600)
 '''
 
 
-@pytest.fixture
-def tmux_env(tmp_path: Path):
-    """An isolated tmux server (``TMUX_TMPDIR``), killed afterwards."""
-    import shutil
-
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    folder = tmp_path / "tmux-sockets"
-    folder.mkdir()
-    env = {"TMUX_TMPDIR": str(folder)}
-    yield env
-    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
-
 
 def _running(project: Path) -> bool:
     try:

@@ -33,16 +33,24 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
-def test_disk_full_while_the_agent_writes_its_log(small_disk, run_seqrun):
+def _small_disk_spec(small_disk: Path, tasks: str, agent_source: str) -> Path:
+    """A spec ``feature`` on the small disk, run by the command agent
+    ``agent_source`` (kept off the small disk); returns the specs folder."""
     specs = small_disk / ".kiro" / "specs" / "feature"
     specs.mkdir(parents=True)
-    (specs / "tasks.md").write_text("- [ ] 1. Chatty\n")
+    (specs / "tasks.md").write_text(tasks)
     agent = small_disk.parent / "agent.py"
-    agent.write_text("import sys\nfor _ in range(64):\n    sys.stdout.write('z' * 65535 + '\\n')\n"
-                     "print('<promise>TASK_DONE</promise>')\n")
+    agent.write_text(agent_source)
     (small_disk / "seqrun.toml").write_text(
         'backend = "command"\nno_tmux = true\ndelay = 0.0\n[backends.command]\n'
         f'argv = [{json.dumps(sys.executable)}, {json.dumps(str(agent))}]\n')
+    return specs
+
+
+def test_disk_full_while_the_agent_writes_its_log(small_disk, run_seqrun):
+    specs = _small_disk_spec(small_disk, "- [ ] 1. Chatty\n",
+                             "import sys\nfor _ in range(64):\n    sys.stdout.write('z' * 65535 + '\\n')\n"
+                             "print('<promise>TASK_DONE</promise>')\n")
     result = run_seqrun(cwd=small_disk)
     assert result.returncode == 4, result.stdout + result.stderr
     line = _one_line(result.stderr)
@@ -180,18 +188,12 @@ def test_a_failed_state_save_names_the_state_file_not_its_temporary_file(make_sp
 
 
 def test_a_full_disk_names_the_agent_log_it_could_not_write(small_disk, run_seqrun):
-    specs = small_disk / ".kiro" / "specs" / "feature"
-    specs.mkdir(parents=True)
-    (specs / "tasks.md").write_text("- [ ] 1. Fill the disk\n")
-    agent = small_disk.parent / "agent.py"
     # Says it is done, then fills the disk: the log's last buffered write fails when it is closed.
-    agent.write_text("print('<promise>TASK_DONE</promise>', flush=True)\n"
+    _small_disk_spec(small_disk, "- [ ] 1. Fill the disk\n",
+                     "print('<promise>TASK_DONE</promise>', flush=True)\n"
                      f"f = open({str(small_disk / 'fill')!r}, 'wb', buffering=0)\n"
                      "for size in (65536, 1024, 1):\n    try:\n        while True:\n"
                      "            f.write(b'x' * size)\n    except OSError:\n        pass\n")
-    (small_disk / "seqrun.toml").write_text(
-        'backend = "command"\nno_tmux = true\ndelay = 0.0\n[backends.command]\n'
-        f'argv = [{json.dumps(sys.executable)}, {json.dumps(str(agent))}]\n')
     result = run_seqrun(cwd=small_disk)
     assert result.returncode == 4, result.stdout + result.stderr
     line = _one_line(result.stderr)

@@ -157,6 +157,16 @@ def _git(project, *args):
     return subprocess.run(["git", *args], cwd=project, check=True, capture_output=True, text=True).stdout
 
 
+def _committed_repo(project) -> dict[str, str]:
+    """Make ``project`` a git repository with everything committed; return
+    the environment that lets seqrun commit in it."""
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
+    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "initial")
+    return {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "SEQRUN_DEMO_DELAY": "0"}
+
+
 def _wait_gone(pid: int, timeout: float = 60) -> None:
     from conftest import gone, wait_for
 
@@ -165,11 +175,7 @@ def _wait_gone(pid: int, timeout: float = 60) -> None:
 
 def test_detach_with_git_commit_commits_each_task_and_leaves_the_tree_clean(make_spec, run_seqrun, project):
     make_spec("- [ ] 1. One\n- [ ] 2. Two\n")
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
-    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "initial")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "SEQRUN_DEMO_DELAY": "0"}
+    env = _committed_repo(project)
     result = run_seqrun("--detach", "--git-commit", "--backend", "demo", "--no-tmux", "--delay", "0", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     pid = int(result.stdout.split("pid ")[1].split(";")[0])
@@ -193,11 +199,7 @@ def test_detach_with_git_commit_commits_each_task_and_leaves_the_tree_clean(make
 
 def test_detach_log_path_is_kept_and_out_of_the_commits(make_spec, run_seqrun, project):
     make_spec("- [ ] 1. One\n")
-    _git(project, "init", "-q", "-b", "main")
-    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "add", "-A")
-    _git(project, "-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "initial")
-    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com", "SEQRUN_DEMO_DELAY": "0"}
+    env = _committed_repo(project)
     result = run_seqrun("--detach", "--detach-log", "night.log", "--git-commit", "--backend", "demo",
                         "--no-tmux", "--delay", "0", env=env)
     assert result.returncode == 0, result.stdout + result.stderr

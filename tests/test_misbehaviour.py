@@ -143,19 +143,6 @@ ESCAPING_DAEMON = textwrap.dedent(f"""
 """)
 
 
-@pytest.fixture
-def tmux_env(tmp_path: Path):
-    """An isolated tmux server (``TMUX_TMPDIR``), killed afterwards."""
-    import shutil
-
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    folder = tmp_path / "tmux"
-    folder.mkdir()
-    env = {"TMUX_TMPDIR": str(folder)}
-    yield env
-    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
-
 
 @pytest.mark.parametrize("mode", ["pty", "tmux"])
 def test_a_daemon_that_double_forks_with_a_clean_environment_is_ended(mode, make_spec, run_seqrun,

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +18,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
 ]
 
-
-@pytest.fixture
-def tmux_env(tmp_path: Path):
-    """An isolated tmux socket folder; the server is killed afterwards."""
-    sock = tmp_path / "tmux"
-    sock.mkdir()
-    env = {"TMUX_TMPDIR": str(sock)}
-    yield env
-    subprocess.run(["tmux", "kill-server"], env=seqrun_env(env), capture_output=True)
 
 
 def tmux(env: dict[str, str], *args: str) -> str:
