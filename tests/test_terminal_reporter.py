@@ -403,6 +403,35 @@ def test_a_failed_verification_shows_its_output_tail(make_spec, project, run_seq
     assert block[2] == "after 1 attempt in earlier runs"
 
 
+SETUP_RAISES = """\
+from seqrun.hookspec import hookimpl
+
+def check_database():
+    raise RuntimeError("database offline")
+
+@hookimpl
+def seqrun_runtest_setup(item):
+    if item.id == "1":
+        check_database()
+"""
+
+
+def test_an_error_shows_the_end_of_its_traceback(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. First task\n- [ ] 2. Second task\n")
+    (project / ".kiro/specs/conftest.py").write_text(SETUP_RAISES, encoding="utf-8")
+    scripted_agent(project, {"1": [DONE], "2": [DONE]})
+    result = run_seqrun()
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = blocks(section(result.stdout, "FAILURES"))
+    assert list(found) == [".kiro/specs/feature::1"]
+    block = found[".kiro/specs/feature::1"]
+    assert block[:3] == ["First task", "ERROR [setup-error]: setup failed: RuntimeError: database offline",
+                         "explanation:"]
+    assert block[-3:] == ['        raise RuntimeError("database offline")', "    RuntimeError: database offline",
+                          "rerun: seqrun .kiro/specs/feature::1"]
+    assert ran(project) == ["2"]
+
+
 #: Task 1 is done at once; task 2 works until it is killed.
 SLOW_SECOND = {"1": [DONE], "2": ["SLEEP:60 never"]}
 

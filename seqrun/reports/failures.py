@@ -11,11 +11,12 @@ shell-quoted when needed).
 
 ``--tb`` shapes it, as pytest's does:
 
-* ``short`` (the default): the last :data:`SHORT_LINES` lines of each text;
+* ``short`` (the default): the last :data:`SHORT_LINES` lines of each text
+  (for an error, of its traceback too);
 * ``long``: each text as kept (the final message's last
   :data:`~seqrun.outcome.FINAL_MESSAGE_TAIL` characters, a verification's
-  last lines), the explanation (a traceback for an error), and the
-  report's other sections;
+  last lines), the explanation (a traceback for an error, where a
+  verification ran), and the report's other sections;
 * ``line``: one line per task;
 * ``no``: no section.
 
@@ -103,20 +104,20 @@ def failure_block(report: TaskReport, word: str, color: str, style: str, start: 
         why = f" - {oneline(attempt.reason)}" if attempt.reason else ""
         lines.append(Line(f"attempt {attempt.number}: {attempt.outcome.value} [{attempt.kind.value}] "
                           f"({attempt.duration:.1f}s){why}"))
-    final = report.final_message if style == "short" else tail(report.final_message)
-    lines += _quoted("agent's last words:", final or "", style)
+    lines += _quoted("agent's last words:", tail(report.final_message), style)
     checks = [check for check in (last.verdict.checks if last else ()) if not check.passed]
     for check in checks:
         status = "no exit status" if check.exit_status is None else f"exit {check.exit_status}"
-        lines += _quoted(f"verification: {printable(check.command)} ({status}):", check.output_tail, style)
-    if style == "long":
+        lines += _quoted(f"verification: {oneline(check.command)} ({status}):", check.output_tail, style)
+    if style == "long" or report.outcome is Outcome.ERROR:  # an error's explanation is its traceback
         lines += _quoted("explanation:", report.longrepr, style)
+    if style == "long":
         covered = {f"verification: {check.command}" for check in checks}
         for key, content in report.sections:
             if key not in covered:
                 lines += _quoted(f"{oneline(key)}:", content, style)
     if report.log_path:
-        lines.append(Line(f"log: {printable(shown_path(report.log_path, start))}", "dim"))
+        lines.append(Line(f"log: {oneline(shown_path(report.log_path, start))}", "dim"))
     lines.append(Line(f"rerun: {printable(rerun_command(report.nodeid))}", "bold"))
     return lines
 
