@@ -351,8 +351,8 @@ def test_a_failed_run_shows_the_agents_last_words_and_the_command_that_reruns_it
     ]
     # pytest's order: FAILURES, then the short summary, then the counts.
     lines = result.stdout.splitlines()
-    assert lines.index(next(l for l in lines if " FAILURES " in l)) < lines.index(
-        next(l for l in lines if " short task summary info " in l))
+    assert lines.index(next(line for line in lines if " FAILURES " in line)) < lines.index(
+        next(line for line in lines if " short task summary info " in line))
     assert (project / ".kiro/specs/.seqrun/logs/feature/2/2.log").is_file()
     # The command runs that task and no other.
     assert ran(project) == ["1", "2", "2", "3"]

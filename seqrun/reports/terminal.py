@@ -1,5 +1,12 @@
 """The terminal reporter: collection listing, one line per task, the summary.
 
+Before the first agent starts it shows ``seqrun_report_header``'s lines (the
+state plugin's ``resuming: 4 done, 1 interrupted (3.1, attempt 2)``). The
+summary is pytest's: the FAILURES section (``--tb``, one block per failed,
+error or halted task with its last words and the command that reruns it, see
+:mod:`seqrun.reports.failures`), the ``-r`` short summary, ``--durations``,
+``seqrun_terminal_summary``'s sections, and the counts.
+
 Two ways of writing, chosen once per run (like pytest's ``--color``):
 
 * **plain** — stdout is not a terminal, ``NO_COLOR`` is set, ``TERM=dumb`` or
@@ -9,7 +16,8 @@ Two ways of writing, chosen once per run (like pytest's ``--color``):
 * **rich** — colour is on (a terminal, or ``--color yes``): the same lines,
   coloured, through :mod:`rich`. On a real terminal a transient
   :class:`rich.live.Live` area under them shows the running task (node id,
-  title, backend, attempt, elapsed time, the last line of its output read from
+  title, backend, attempt, elapsed time, why the previous attempt did not
+  pass when this one is a rerun, the last line of its output read from
   the tail of its log, the ``tmux attach`` hint) and the countdown of a
   ``--delay`` or rate-limit wait. rich's own refresh thread redraws it four
   times a second, so the countdown moves while the runner sleeps.
