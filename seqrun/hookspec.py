@@ -260,6 +260,16 @@ def seqrun_report_teststatus(report: TaskReport, config: Config) -> tuple[str, s
 
 
 @hookspec
+def seqrun_report_header(session: Session) -> str | list[str] | None:
+    """Lines the terminal shows once the run is about to start its first
+    agent, under ``collected N tasks`` (as pytest's ``pytest_report_header``,
+    but after collection: the specs' state files are read by then). The
+    state plugin says what earlier runs left (``resuming: 4 done, 1
+    interrupted (3.1, attempt 2)``). Every implementation's lines are shown,
+    in hook order; not under ``-q``."""
+
+
+@hookspec
 def seqrun_terminal_summary(terminalreporter: Any, exitstatus: int, config: Config) -> None:
     """Add a section to the terminal summary."""
 

@@ -4,8 +4,10 @@ job summary."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import seqrun_env, use_command_agent, wait_for
 from seqrun.config import BUILTIN_PLUGINS
 from seqrun.outcome import Outcome, TaskReport, Usage
 from seqrun.reports.ghsummary import render_summary
@@ -266,6 +268,210 @@ def test_usage_totals_count_each_agent_run_once():
         TaskReport("s::3", "3", "d", Outcome.SKIPPED),
     ]
     assert usage_totals(reports) == (125, 0.5)
+
+
+# -- the FAILURES section, the resume announcement, the rerun's reason --------------------------------
+
+#: An agent that answers per task id from answers.json (the n-th call of a
+#: task gets its n-th answer, the last one after that) and notes each call in
+#: ran.txt. ``SLEEP:S text`` sleeps S seconds first.
+SCRIPTED_AGENT = """\
+import json, pathlib, sys, time
+here = pathlib.Path(__file__).resolve().parent
+task = sys.argv[1]
+with open(here / "ran.txt", "a") as f:
+    f.write(task + "\\n")
+calls = (here / "ran.txt").read_text().split().count(task)
+answers = json.loads((here / "answers.json").read_text())[task]
+answer = answers[min(calls, len(answers)) - 1]
+if answer.startswith("SLEEP:"):
+    pause, answer = answer[6:].split(" ", 1)
+    time.sleep(float(pause))
+print(answer)
+"""
+DONE = "<promise>TASK_DONE</promise>"
+LAST_WORDS = "I could not make the tests pass."
+#: Settings from seqrun.toml, so that the printed rerun command needs no option.
+QUIET_COMMAND = 'backend = "command"\nno_tmux = true\ndelay = 0\n'
+
+
+def scripted_agent(project: Path, answers: dict[str, list[str]], toml_top: str = QUIET_COMMAND) -> None:
+    (project / "answers.json").write_text(json.dumps(answers), encoding="utf-8")
+    use_command_agent(project, SCRIPTED_AGENT, "{task_id}", toml_top=toml_top)
+
+
+def ran(project: Path) -> list[str]:
+    path = project / "ran.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def blocks(lines: list[str]) -> dict[str, list[str]]:
+    """The FAILURES section's blocks by node id (the ``___ nodeid ___`` rules)."""
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in lines:
+        header = re.fullmatch(r"_{2,} (.+) _{2,}", line)
+        if header:
+            current = found[header.group(1)] = []
+        else:
+            current.append(line)
+    return found
+
+
+def test_a_failed_run_shows_the_agents_last_words_and_the_command_that_reruns_it(make_spec, project,
+                                                                                run_seqrun):
+    make_spec("- [ ] 1. First task\n- [ ] 2. Second task\n- [ ] 3. Third task\n- [ ] 4. Never reached\n")
+    scripted_agent(project, {"1": [DONE], "2": ["Tried twice.\n" + LAST_WORDS],
+                             "3": ["<promise>HALT</promise> the staging database is gone"], "4": [DONE]})
+    result = run_seqrun("--reruns", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "\x1b" not in result.stdout
+    failures = section(result.stdout, "FAILURES")
+    found = blocks(failures)
+    assert list(found) == [".kiro/specs/feature::2", ".kiro/specs/feature::3"]
+    second = found[".kiro/specs/feature::2"]
+    assert second[:2] == ["Second task", "FAILED [no-marker] attempt 2: no TASK_DONE marker in the final message"]
+    assert re.fullmatch(r"attempt 1: failed \[no-marker\] \(\d+\.\ds\) - no TASK_DONE marker in the final message",
+                        second[2]), second
+    assert second[3:] == [
+        "agent's last words:",
+        "    Tried twice.",
+        f"    {LAST_WORDS}",
+        "log: .kiro/specs/.seqrun/logs/feature/2/2.log",
+        "rerun: seqrun .kiro/specs/feature::2",
+    ]
+    # A halted task has its block too, with the agent's words.
+    assert found[".kiro/specs/feature::3"] == [
+        "Third task",
+        "HALTED [halted] attempt 1: agent asked to halt",
+        "agent's last words:",
+        "    <promise>HALT</promise> the staging database is gone",
+        "log: .kiro/specs/.seqrun/logs/feature/3/1.log",
+        "rerun: seqrun .kiro/specs/feature::3",
+    ]
+    # pytest's order: FAILURES, then the short summary, then the counts.
+    lines = result.stdout.splitlines()
+    assert lines.index(next(line for line in lines if " FAILURES " in line)) < lines.index(
+        next(line for line in lines if " short task summary info " in line))
+    assert (project / ".kiro/specs/.seqrun/logs/feature/2/2.log").is_file()
+    # The command runs that task and no other.
+    assert ran(project) == ["1", "2", "2", "3"]
+    command = shlex.split(second[-1].removeprefix("rerun: "))
+    assert command[0] == "seqrun"
+    again = run_seqrun(*command[1:])
+    assert ran(project) == ["1", "2", "2", "3", "2", "2"]  # attempts 3 and 4 (--reruns 1)
+    assert again.stdout.startswith("collected 1 task / 3 deselected\n"), again.stdout
+    assert "RUN     .kiro/specs/feature::2 Second task [command] (attempt 3)\n" in again.stdout
+    assert again.returncode == 1, again.stdout + again.stderr
+
+
+def test_tb_line_gives_one_line_per_task_and_tb_no_none(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. First task\n- [ ] 2. Second task\n")
+    scripted_agent(project, {"1": [LAST_WORDS], "2": ["<promise>HALT</promise> stop"]},
+                   toml_top=QUIET_COMMAND + 'tb = "line"\n')
+    result = run_seqrun("--reruns", "0")  # tb from seqrun.toml
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert section(result.stdout, "FAILURES") == [
+        ".kiro/specs/feature::1: FAILED [no-marker] no TASK_DONE marker in the final message",
+        ".kiro/specs/feature::2: HALTED [halted] agent asked to halt",
+    ]
+    assert LAST_WORDS not in result.stdout
+    quiet = run_seqrun("--reruns", "0", "--tb", "no")  # the command line wins
+    assert quiet.returncode == 2, quiet.stdout + quiet.stderr
+    assert " FAILURES " not in quiet.stdout and "rerun: " not in quiet.stdout
+    assert "FAILED .kiro/specs/feature::1 - no TASK_DONE marker" in quiet.stdout  # -r stays as it was
+
+
+def test_a_failed_verification_shows_its_output_tail(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. Make the tests pass\n")
+    scripted_agent(project, {"1": ["All green. " + DONE]})
+    check = "sh -c 'seq 101 130; echo LAST-LINE-OF-CHECK; exit 3'"
+    short = run_seqrun("--reruns", "0", "--verify", check)
+    assert short.returncode == 1, short.stdout + short.stderr
+    (block,) = blocks(section(short.stdout, "FAILURES")).values()
+    at = block.index(f"verification: {check} (exit 3):")
+    # --tb short (the default): the last ten lines, and how many are not shown.
+    assert block[at + 1:at + 13] == ["    … (21 lines above; --tb long shows them)",
+                                     *(f"    {n}" for n in range(122, 131)), "    LAST-LINE-OF-CHECK",
+                                     "log: .kiro/specs/.seqrun/logs/feature/1/1.log"]
+    assert block[block.index("agent's last words:") + 1] == "    All green. <promise>TASK_DONE</promise>"
+    long = run_seqrun("--reruns", "0", "--verify", check, "--tb", "long")
+    (block,) = blocks(section(long.stdout, "FAILURES")).values()
+    at = block.index(f"verification: {check} (exit 3):")
+    assert block[at + 1:at + 32] == [*(f"    {n}" for n in range(101, 131)), "    LAST-LINE-OF-CHECK"]
+    assert block[1] == f"FAILED [verification] attempt 2: verification failed: `{check}` exited 3 (LAST-LINE-OF-CHECK)"
+    assert block[2] == "after 1 attempt in earlier runs"
+
+
+SETUP_RAISES = """\
+from seqrun.hookspec import hookimpl
+
+def check_database():
+    raise RuntimeError("database offline")
+
+@hookimpl
+def seqrun_runtest_setup(item):
+    if item.id == "1":
+        check_database()
+"""
+
+
+def test_an_error_shows_the_end_of_its_traceback(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. First task\n- [ ] 2. Second task\n")
+    (project / ".kiro/specs/conftest.py").write_text(SETUP_RAISES, encoding="utf-8")
+    scripted_agent(project, {"1": [DONE], "2": [DONE]})
+    result = run_seqrun()
+    assert result.returncode == 1, result.stdout + result.stderr
+    found = blocks(section(result.stdout, "FAILURES"))
+    assert list(found) == [".kiro/specs/feature::1"]
+    block = found[".kiro/specs/feature::1"]
+    assert block[:3] == ["First task", "ERROR [setup-error]: setup failed: RuntimeError: database offline",
+                         "explanation:"]
+    assert block[-3:] == ['        raise RuntimeError("database offline")', "    RuntimeError: database offline",
+                          "rerun: seqrun .kiro/specs/feature::1"]
+    assert ran(project) == ["2"]
+
+
+#: Task 1 is done at once; task 2 works until it is killed.
+SLOW_SECOND = {"1": [DONE], "2": ["SLEEP:60 never"]}
+
+
+def test_the_run_after_a_killed_one_announces_what_it_resumes(make_spec, project, run_seqrun):
+    make_spec("- [ ] 1. First task\n- [ ] 2. Second task\n- [ ] 3. Third task\n")
+    scripted_agent(project, SLOW_SECOND)
+    proc = subprocess.Popen([sys.executable, "-m", "seqrun", "--kill-grace", "1"], cwd=project,
+                            env=seqrun_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    assert wait_for(lambda: ran(project) == ["1", "2"], timeout=30)
+    state = project / ".kiro/specs/SEQUENTIAL_STATE.json"
+    assert wait_for(lambda: json.loads(state.read_text())["specs"]["feature"]["tasks"]["2"]["status"]
+                    == "running", timeout=30)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    (project / "answers.json").write_text(json.dumps({"1": [DONE], "2": [DONE], "3": [DONE]}))
+    result = run_seqrun()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:4] == [
+        "collected 3 tasks",
+        "resuming: 1 done, 1 interrupted (2, attempt 1)",
+        "RUN     .kiro/specs/feature::2 Second task [command] (attempt 2)",
+        "        previous attempt 1: interrupted - interrupted: seqrun stopped while this task ran "
+        "(killed, crashed or power cut)",
+    ]
+    assert ran(project) == ["1", "2", "2", "3"]
+    # Nothing left to resume: no announcement; -q never shows it.
+    assert "resuming" not in run_seqrun("-q").stdout
+
+
+def test_a_rerun_on_the_terminal_shows_why_the_previous_attempt_failed(make_spec, project):
+    make_spec("- [ ] 1. First task\n")
+    scripted_agent(project, {"1": ["Gave up on the flaky fixture.", f"SLEEP:2 {DONE}"]})
+    out, status = run_in_terminal(project, "--reruns", "1")
+    assert status == 0, out
+    assert "\x1b[" in out and "RUN     " not in out  # the live view, not the plain lines
+    assert "command · attempt 2" in out
+    assert "previous attempt 1: no-marker - no TASK_DONE marker in the final message" in out
 
 
 # -- GitHub Actions job summary ---------------------------------------------------------------------

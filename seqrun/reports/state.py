@@ -8,6 +8,9 @@ starts, when the agent's recorded processes change, after each attempt and
 after each task; it appends one ``SEQUENTIAL_PROGRESS.md`` entry per attempt
 (:mod:`seqrun.reports.progress`), and when a run starts, writes the entries
 of the attempts the state records that a killed run never wrote there.
+Before the first agent starts it tells the terminal what earlier runs left
+of the selected tasks (``seqrun_report_header``: ``resuming: 4 done, 1
+interrupted (3.1, attempt 2)``).
 
 Records are keyed by the spec's name, its path relative to the specs root.
 A record an earlier seqrun kept under the spec's former name (the file name
@@ -42,6 +45,7 @@ from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
 from seqrun.reports.progress import ProgressLog, RecordedAttempt, progress_path_for, recorded_attempts
 from seqrun.runner import done_before_key
 from seqrun.statefile import (
+    INTERRUPTED,
     RUNNING,
     STATE_NAME,
     AttemptRecord,
@@ -176,6 +180,33 @@ class StatePlugin:
             except OSError as exc:
                 raise UsageError(f"cannot write state file {path}: {exc.strerror or exc}") from None
             self.files[path] = file
+
+    @hookimpl
+    def seqrun_report_header(self, session: Session) -> list[str]:
+        """``resuming: 4 done, 1 failed, 1 interrupted (3.1, attempt 2)``: what
+        earlier runs left of the selected tasks, one line per spec that has any."""
+        lines = []
+        done_before = self.config.stash.get(done_before_key, set())
+        for spec in self.spec_of.values():
+            _, state = self._state(spec)
+            tasks, failed = state["tasks"], set(state["failed"])
+            items = [item for item in session.items if item.spec is spec]
+            done = sum(1 for item in items if item.nodeid in done_before)
+            stopped = [(item.id, attempts_of(tasks.get(item.id))) for item in items
+                       if (tasks.get(item.id) or {}).get("status") == INTERRUPTED]
+            failures = sum(1 for item in items if item.id in failed)
+            if not (done or stopped or failures):
+                continue
+            parts = [f"{done} done"] if done else []
+            if failures:
+                parts.append(f"{failures} failed")
+            if stopped:
+                which = "; ".join(f"{task_id}, attempt {n}" if n else task_id for task_id, n in stopped[:5])
+                more = f"; {len(stopped) - 5} more" if len(stopped) > 5 else ""
+                parts.append(f"{len(stopped)} interrupted ({which}{more})")
+            name = f" {spec.name}" if len(self.spec_of) > 1 else ""
+            lines.append(f"resuming{name}: {', '.join(parts)}")
+        return lines
 
     @hookimpl
     def seqrun_runtest_setup(self, item: Task, unit: Unit, session: Session) -> None:

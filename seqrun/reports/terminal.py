@@ -1,5 +1,12 @@
 """The terminal reporter: collection listing, one line per task, the summary.
 
+Before the first agent starts it shows ``seqrun_report_header``'s lines (the
+state plugin's ``resuming: 4 done, 1 interrupted (3.1, attempt 2)``). The
+summary is pytest's: the FAILURES section (``--tb``, one block per failed,
+error or halted task with its last words and the command that reruns it, see
+:mod:`seqrun.reports.failures`), the ``-r`` short summary, ``--durations``,
+``seqrun_terminal_summary``'s sections, and the counts.
+
 Two ways of writing, chosen once per run (like pytest's ``--color``):
 
 * **plain** — stdout is not a terminal, ``NO_COLOR`` is set, ``TERM=dumb`` or
@@ -9,7 +16,8 @@ Two ways of writing, chosen once per run (like pytest's ``--color``):
 * **rich** — colour is on (a terminal, or ``--color yes``): the same lines,
   coloured, through :mod:`rich`. On a real terminal a transient
   :class:`rich.live.Live` area under them shows the running task (node id,
-  title, backend, attempt, elapsed time, the last line of its output read from
+  title, backend, attempt, elapsed time, why the previous attempt did not
+  pass when this one is a rerun, the last line of its output read from
   the tail of its log, the ``tmux attach`` hint) and the countdown of a
   ``--delay`` or rate-limit wait. rich's own refresh thread redraws it four
   times a second, so the countdown moves while the runner sleeps.
@@ -39,7 +47,8 @@ import pluggy
 
 from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Task, TaskKind, TaskState
+from seqrun.nodes import Task, TaskKind, TaskState, Unit
+from seqrun.reports.failures import DEFAULT_STYLE, STYLES, failure_block, failure_line, shown_reports
 from seqrun.text import human_seconds, oneline, printable
 from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
 from seqrun.runner import tmux_session_key
@@ -149,6 +158,10 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("-r", dest="reportchars", default="fEH", metavar="CHARS",
                        help="short summary of: f failed, H halted, s skipped, p passed, "
                        "a all but passed, A all (default fEH)")
+    group.add_argument("--tb", dest="tb", choices=STYLES, default=DEFAULT_STYLE,
+                       help="the FAILURES section: long, short (default: the last lines of the "
+                       "agent's final message and of a failed verification), line (one line per "
+                       "task) or no")
     group.add_argument("--durations", type=int, default=None, metavar="N",
                        help="show the N slowest tasks (0: all)")
     group.add_argument("--color", choices=("yes", "no", "auto"), default="auto",
@@ -178,6 +191,8 @@ class Running:
     """Size of the log when the attempt started: logs are appended to."""
     position: str = ""
     """``[3/10]``: how far the run is."""
+    previous: str = ""
+    """Why the attempt this one follows did not pass (a rerun), printable, one line."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +228,8 @@ class LiveStatus:
             rows.append((f"{head} {running.title}", "bold"))
             rows.append((f"  {running.backend} · attempt {running.attempt} · "
                          f"{human_seconds(now - running.started)}", "cyan"))
+            if running.previous:
+                rows.append((f"  {running.previous}", "yellow"))
             last = last_output_line(running.log_path, running.log_start) if running.log_path else ""
             if last:
                 rows.append((f"  > {last}", "dim"))
@@ -492,6 +509,7 @@ class TerminalReporter:
     @hookimpl(wrapper=True)
     def seqrun_runtestloop(self, session: Session) -> Generator[None, Any, Any]:
         """Show the live area while tasks run; take it down however the loop ends."""
+        self.report_header(session)
         self._start_live()
         try:
             return (yield)
@@ -502,20 +520,37 @@ class TerminalReporter:
     def seqrun_runtest_logstart(self, nodeid: str, item: Task) -> None:
         self.status.upcoming = (printable(nodeid), oneline(item.title))
 
+    def report_header(self, session: Session) -> None:
+        """``seqrun_report_header``'s lines (what an earlier run left), before the first agent."""
+        if self.verbosity < 0:
+            return
+        for found in self.config.hook.seqrun_report_header(session=session):
+            for text in [found] if isinstance(found, str) else found:
+                self.line(oneline(text))
+
     @hookimpl
-    def seqrun_runtest_attempt(self, item: Task, attempt: int, log_path: Any, backend: str) -> None:
+    def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Any, backend: str) -> None:
+        before = unit.last_attempt
+        previous = ""
+        if before is not None and before.outcome is not Outcome.PASSED:
+            why = f" - {oneline(before.reason)}" if before.reason else ""
+            previous = f"previous attempt {before.number}: {before.kind.value}{why}"
         self.status.waiting = None
         self.status.running = Running(
             nodeid=printable(item.nodeid), title=oneline(item.title), backend=printable(backend),
             attempt=attempt, started=time.monotonic(),
             log_path=Path(log_path) if log_path else None, log_start=_size(log_path),
             position=f"[{len(self.reports) + 1}/{self.total}]" if self.total else "",
+            previous=previous,
         )
         self._refresh_live()
         if self.verbosity < 0 or (self._live is not None and self.verbosity <= 0):
             return  # the live area shows it
         again = f" (attempt {attempt})" if attempt > 1 else ""
         self.line(f"RUN     {printable(item.nodeid)} {oneline(item.title)[:60]} [{printable(backend)}]{again}")
+        if previous and not unit.attempts:
+            # An earlier run's attempt: no line of this run said why it failed.
+            self.line(f"        {previous}", "yellow")
         tmux = self.config.stash.get(tmux_session_key, None)
         if tmux and self.verbosity > 0:
             self.line(f"        watch: tmux attach -t {tmux}")
@@ -580,6 +615,7 @@ class TerminalReporter:
         self._stop_live()
         if self.config.option.collectonly or not self.reports and exitstatus >= 3:
             return
+        self.summary_failures()
         self.short_summary()
         self.durations()
         self.config.hook.seqrun_terminal_summary(terminalreporter=self, exitstatus=exitstatus,
@@ -597,6 +633,22 @@ class TerminalReporter:
             counts["deselected"] = self.deselected
         order = [c for c in _COUNT_ORDER if c in counts] + [c for c in counts if c not in _COUNT_ORDER]
         return ", ".join(f"{counts[c]} {c}" for c in order) or "no tasks ran"
+
+    def summary_failures(self) -> None:
+        """The FAILURES section (``--tb``): a block per failed, halted or error task."""
+        style = self.config.option.tb
+        shown = [r for r in shown_reports(self.reports) if style != "no"]
+        if not shown:
+            return
+        self.rule("FAILURES", "red")
+        for report in shown:
+            word, color = self.teststatus(report)[2], LETTERS[report.outcome][3]
+            if style == "line":
+                self.line(failure_line(report, word), color)
+                continue
+            self.rule(printable(report.nodeid), "red", char="_")
+            for line in failure_block(report, word, color, style, self.config.invocation_dir):
+                self.line(line.text, line.style or None)
 
     def short_summary(self) -> None:
         """The ``-r`` section: one line per reported task of the chosen outcomes."""
