@@ -27,6 +27,10 @@ The kernel drops a lock when its process dies, however it dies (``kill -9``
 included), so a lock left by a killed run is simply taken over by the next
 one; the pid written in the files is only there to name the holder in the
 error message ("spec … is being run by another seqrun (pid N) …", exit 4).
+
+Readers that only want to know whether a run goes on (``--status``) use
+:func:`runtime_lock_paths`, :func:`tree_lock_path` and :func:`lock_holder`:
+they create no folder and no file, and take no lock they keep.
 """
 from __future__ import annotations
 

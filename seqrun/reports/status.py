@@ -90,7 +90,7 @@ from seqrun.lock import lock_holder, runtime_lock_paths, tree_lock_path
 from seqrun.nodes import Spec, Task
 from seqrun.paths import safe_name, specs_root
 from seqrun.statefile import RUNNING, attempts_of, begin_run, normalized, read_state, state_path
-from seqrun.text import oneline
+from seqrun.text import oneline, printable
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -410,7 +410,7 @@ def run_line(run: RunStatus) -> str:
         who.append(f"task {run.task}{attempt} since {_local(run.since, with_date=False)}")
     else:
         who.append("between tasks")
-    return f"running now ({', '.join(who)})"
+    return oneline(f"running now ({', '.join(who)})")
 
 
 def outcome_label(task: TaskStatus) -> str:
@@ -443,7 +443,7 @@ def _attempts(n: int) -> str:
 
 
 def plain_lines(spec: SpecStatus) -> list[str]:
-    lines = [f"== {spec.nodeid} (spec {spec.name}) =="]
+    lines = [f"== {printable(spec.nodeid)} (spec {printable(spec.name)}) =="]
     lines.append(f"{run_line(spec.run)}; state: {spec.state_file}"
                  + ("" if spec.recorded else " (no record of this spec: never run)"))
     if spec.started_at:
@@ -454,7 +454,7 @@ def plain_lines(spec: SpecStatus) -> list[str]:
         elif spec.halted_at:
             extra = f", halted{f' by task {spec.halted_task}' if spec.halted_task else ''}"
         lines.append(f"last run: started {_local(spec.started_at)}, {ended}{extra}")
-    rows = [(t.id, outcome_label(t), _attempts(t.attempts) if t.outcome != NOT_RUN else "-",
+    rows = [(printable(t.id), oneline(outcome_label(t)), _attempts(t.attempts) if t.outcome != NOT_RUN else "-",
              _seconds(t.duration), f"{t.tokens:,}" if t.tokens is not None else "-", _money(t.cost_usd),
              t.title + (" (optional)" if t.optional else "")) for t in spec.tasks]
     header = ("ID", "OUTCOME", "ATTEMPTS", "DURATION", "TOKENS", "COST", "TITLE")
@@ -471,8 +471,8 @@ def plain_lines(spec: SpecStatus) -> list[str]:
                 reason = reason[:REASON_WIDTH - 1] + "…"
             lines.append(f"{pad}reason: {reason}")
         if task.log:
-            lines.append(f"{pad}log: {task.log}")
-    lines.append(f"{spec.name}: {summary_line(spec)}")
+            lines.append(f"{pad}log: {oneline(task.log)}")
+    lines.append(f"{printable(spec.name)}: {oneline(summary_line(spec))}")
     return lines
 
 
