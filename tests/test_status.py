@@ -296,3 +296,30 @@ def test_status_exit_codes_follow_collect_only(make_spec, project, run_seqrun):
     assert state_file.read_bytes() == b"{not json"
     # --json alone is a mistake, not a run.
     assert run_seqrun("--json").returncode == 4
+
+
+def test_status_of_a_detached_run_names_the_background_pid(make_spec, project, run_seqrun, tmp_path):
+    make_spec("- [ ] 1. Wait for the release\n")
+    use_command_agent(project, WAITING_AGENT, str(tmp_path))
+    pid_file = project / SPECS / ".seqrun" / "detach" / "feature.pid"
+
+    started = run_seqrun("--detach", "--backend", "command", "--no-tmux", "--delay", "0")
+    assert started.returncode == 0, started.stderr
+    background = int(started.stdout.split("background as pid ")[1].split(";")[0])
+    try:
+        assert wait_for(lambda: (tmp_path / "agent-started").exists(), timeout=60)
+        plain = run_seqrun("--status")
+        spec = validated(run_seqrun("--status", "--json").stdout)["specs"][0]
+    finally:
+        (tmp_path / "release").write_text("")
+    assert wait_for(lambda: gone(background), timeout=60)
+    assert not pid_file.exists()  # the run tidied up
+
+    assert re.search(rf"^running now \(pid {background}, detached, task 1 attempt 1 since \d\d:\d\d\); ",
+                     plain.stdout, re.M)
+    assert spec["run"] == {"running": True, "pid": background, "detached": True,
+                           "pid_file": ".kiro/specs/.seqrun/detach/feature.pid", "task": "1", "attempt": 1,
+                           "since": spec["run"]["since"]}
+    after = run_seqrun("--status")
+    assert after.stdout.splitlines()[1].startswith("not running; ")
+    assert re.search(r"^  1 +passed +1 attempt ", after.stdout, re.M)
