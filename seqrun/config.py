@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ghsummary": "seqrun.reports.ghsummary",
     "lock": "seqrun.lock",
     "state": "seqrun.reports.state",
+    "status": "seqrun.reports.status",
     "writeback": "seqrun.writeback",
     "cacheprovider": "seqrun.reports.cache",
     "junitxml": "seqrun.reports.junitxml",

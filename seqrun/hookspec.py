@@ -131,6 +131,14 @@ def seqrun_report_collectionfinish(session: Session) -> Any:
     """Used by ``--collect-only`` reporters; return non-None to stop others."""
 
 
+@hookspec
+def seqrun_collect_item_note(item: Task, config: Config) -> str | None:
+    """A short note shown after ``item`` in the ``--collect-only`` tree (not
+    with ``-q``, whose output is only node ids): every implementation's
+    non-empty answer, in hook order. The built-in one (:mod:`seqrun.reports.status`)
+    gives the task's last outcome from the state file, ``[failed: no-marker, 2 attempts]``."""
+
+
 # -- running -------------------------------------------------------------------
 #
 # The per-task protocol, in pytest's shape (``runner.runtestprotocol``):

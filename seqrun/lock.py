@@ -27,6 +27,10 @@ The kernel drops a lock when its process dies, however it dies (``kill -9``
 included), so a lock left by a killed run is simply taken over by the next
 one; the pid written in the files is only there to name the holder in the
 error message ("spec … is being run by another seqrun (pid N) …", exit 4).
+
+Readers that only want to know whether a run goes on (``--status``) use
+:func:`runtime_lock_paths`, :func:`tree_lock_path` and :func:`lock_holder`:
+they create no folder and no file, and take no lock they keep.
 """
 from __future__ import annotations
 
@@ -50,10 +54,16 @@ TMP_RUNTIME = Path("/tmp")
 
 
 def lock_path(specs_root: Path, spec_name: str) -> Path:
-    """The tree lock of spec ``spec_name`` under ``specs_root``."""
-    folder = seqrun_dir(specs_root) / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"{safe_name(spec_name)}.lock"
+    """The tree lock of spec ``spec_name`` under ``specs_root``, its folder created."""
+    seqrun_dir(specs_root)  # .seqrun/ with its .gitignore
+    path = tree_lock_path(specs_root, spec_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def tree_lock_path(specs_root: Path, spec_name: str) -> Path:
+    """Where the tree lock of spec ``spec_name`` is; nothing is created."""
+    return specs_root / ".seqrun" / "locks" / f"{safe_name(spec_name)}.lock"
 
 
 def spec_identity(spec: Spec) -> str:
@@ -105,6 +115,61 @@ def runtime_lock_folders() -> list[Path]:
         if locks is not None:
             folders.append(locks)
     return folders
+
+
+def runtime_lock_candidates() -> list[Path]:
+    """The runtime lock folders a run would use (:func:`runtime_lock_folders`),
+    for a reader: nothing is created, changed or closed; a folder that is a
+    symlink, or someone else's, is left out, as a run leaves it out."""
+    bases: list[Path] = []
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    if xdg and os.path.isabs(xdg):
+        bases.append(Path(xdg) / "seqrun")
+    bases.append(TMP_RUNTIME / f"seqrun-{os.getuid()}")
+    found = []
+    for base in bases:
+        try:
+            if all(stat.S_ISDIR((info := os.lstat(folder)).st_mode) and info.st_uid == os.getuid()
+                   for folder in (base, base / "locks")):
+                found.append(base / "locks")
+        except OSError:
+            continue
+    return found
+
+
+def runtime_lock_paths(spec: Spec) -> list[Path]:
+    """Where a run of ``spec`` holds its runtime locks; nothing is created."""
+    name = runtime_lock_name(spec_identity(spec))
+    return [folder / name for folder in runtime_lock_candidates()]
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds the lock at ``path`` (the pid written in it, or
+    ``"unknown"``), None when nobody holds it or there is no such file.
+
+    For readers (``--status``): the file is opened read-only, never created
+    nor written, and never waited for. Whether it is held is asked with a
+    non-blocking shared ``flock`` on our own open file, dropped at once: a run
+    that tries to take the lock in that instant (microseconds) is refused as
+    if another seqrun held it.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None  # no file: no run holds it (a run's lock file exists while it is held)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd)
+        except OSError:
+            return None  # a file system without flock: nobody can hold it either
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _holder(fd: int) -> str:

@@ -491,8 +491,10 @@ class TerminalReporter:
                 for task in shown:
                     depth = sum(1 for _ in task.ancestors()) + 1
                     kind = "Group" if task.kind is TaskKind.GROUP else "Task"
+                    notes = self.config.hook.seqrun_collect_item_note(item=task, config=self.config)
+                    note = "".join(f" {oneline(n)}" for n in notes if n)
                     self.line(f"{'  ' * depth}<{kind} {printable(task.id)} [{_state_label(task)}] "
-                              f"{oneline(task.title)}>")
+                              f"{oneline(task.title)}>{note}")
         n = len(session.items)
         done = sum(1 for t in session.items if t.state is TaskState.DONE)
         optional = sum(1 for t in session.items if t.optional)
