@@ -69,6 +69,9 @@ def bench_env() -> dict[str, str]:
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["SEQRUN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    # The fake claude stands in for the real one, which refuses to run as
+    # root outside a sandbox; benchmark machines may run as root.
+    env["IS_SANDBOX"] = "1"
     return env
 
 
