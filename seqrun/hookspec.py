@@ -36,7 +36,14 @@ hookimpl = pluggy.HookimplMarker("seqrun")
 
 @hookspec(historic=True)
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    """Add command-line options (``parser.add_argument_group(...)``).
+    """Add command-line options: ``parser.getgroup(name)`` (or argparse's
+    ``parser.add_argument_group(name)``) returns the group of that name, made
+    on first use, so plugins adding to ``running`` share one heading. Where a
+    group is made it may declare its place in ``--help``:
+    ``parser.getgroup("mine", order=60, common=False)`` — lower ``order``
+    first (general 0, running 10, agent 20, reporting 30, help 90; none: 50),
+    and ``common`` groups are described by ``--help``, the others only named
+    there and described by ``--help-all``.
 
     Options also read from ``[tool.seqrun]`` in pyproject.toml or seqrun.toml:
     an option's ``dest`` is its key there. Called for plugins registered later

@@ -257,17 +257,17 @@ def seqrun_cmdline_main(config: Config) -> int:
     return wrap_session(config, _main)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # the general options open the help, as in pytest
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("general")
-    group.add_argument("--spec", action="append", default=[], metavar="PATH",
-                       help="alias for a PATH argument (the seed script's flag)")
+    group = parser.getgroup("general", order=0, common=True)  # type: ignore[attr-defined]
     group.add_argument("--collect-only", "--co", dest="collectonly", action="store_true",
                        help="only collect and list the tasks, run nothing")
     group.add_argument("-x", "--exitfirst", dest="maxfail", action="store_const", const=1, default=0,
                        help="stop after the first failed task")
     group.add_argument("--maxfail", type=whole_number, default=0, metavar="N",
                        help="stop after N failed tasks (0: never)")
+    group.add_argument("--spec", action="append", default=[], metavar="PATH",
+                       help="alias for a PATH argument (the seed script's flag)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

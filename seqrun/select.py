@@ -151,9 +151,9 @@ def _in_selected_subtree(task: Task, wanted: set[str]) -> bool:
     return "" in wanted or any(t.id in wanted for t in (task, *task.ancestors()))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # first of "general" after --co, -x (main's): -k is what pytest users reach for
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("selection")
+    group = parser.add_argument_group("general")
     group.add_argument("-k", dest="keyword", default="", metavar="EXPR",
                        help="only tasks matching EXPR: 'and', 'or', 'not', parentheses; "
                        "1.2 selects task 1.2 and its subtasks; words match titles, spec name, keywords")

@@ -96,7 +96,7 @@ def check_executable(backend: Any, config: Config) -> None:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("agent")
+    group = parser.getgroup("agent", order=20, common=True)  # type: ignore[attr-defined]
     group.add_argument("--backend", default="claude", metavar="NAME",
                        help="agent CLI: codex, claude, gemini, opencode, kiro, codeagent-wrapper, "
                        "command (argv from [tool.seqrun.backends.command]), demo; default claude")

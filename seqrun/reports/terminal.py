@@ -143,7 +143,7 @@ def want_color(mode: str, out: IO[str]) -> bool:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("reporting")
+    group = parser.getgroup("reporting", order=30, common=True)  # type: ignore[attr-defined]
     group.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     group.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     group.add_argument("-r", dest="reportchars", default="fEH", metavar="CHARS",
