@@ -76,6 +76,15 @@ def seqrun_sessionstart(session: Session) -> None:
 
 
 @hookspec
+def seqrun_report_header(config: Config) -> str | list[str] | None:
+    """Lines for the terminal to print when the session starts, before
+    collection (not with ``-q``), as pytest's ``pytest_report_header``: the
+    main plugin's says which project and specs root it uses
+    (``rootdir: /path/to/project, specs: .kiro/specs``) when that is not
+    simply ``./.kiro/specs`` (always with ``-v``)."""
+
+
+@hookspec
 def seqrun_sessionfinish(session: Session, exitstatus: int) -> None:
     """Called after the run with the exit status the process will return.
     A plugin that could not do its part (write a report) may set

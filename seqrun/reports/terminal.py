@@ -438,6 +438,14 @@ class TerminalReporter:
     # -- collection -----------------------------------------------------------------
 
     @hookimpl
+    def seqrun_sessionstart(self, session: Session) -> None:
+        if self.verbosity < 0:
+            return
+        for lines in self.config.hook.seqrun_report_header(config=self.config):
+            for line in [lines] if isinstance(lines, str) else lines:
+                self.line(printable(line))
+
+    @hookimpl
     def seqrun_deselected(self, items: list[Task]) -> None:
         self.deselected += len(items)
 
