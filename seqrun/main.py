@@ -143,7 +143,9 @@ def nearby_ids(wanted: str, ids: Sequence[str], n: int = 3) -> list[str]:
         return same_digits[:n]
     import difflib
 
-    return difflib.get_close_matches(wanted, list(ids), n=n, cutoff=0.5)
+    scored = [(difflib.SequenceMatcher(None, wanted, i).ratio(), index, i) for index, i in enumerate(ids)]
+    # Best first; equally alike ids in file order.
+    return [i for score, _, i in sorted(scored, key=lambda s: (-s[0], s[1])) if score >= 0.5][:n]
 
 
 def find_task_files(path: Path) -> list[Path]:
@@ -163,8 +165,7 @@ def find_task_files(path: Path) -> list[Path]:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     found = [child / name for child in children for name in TASK_FILE_NAMES if (child / name).is_file()]
     if not found:
-        raise UsageError(f"no tasks.md in {path} or in its sub-folders "
-                         "(a spec is .kiro/specs/<feature>/tasks.md)")
+        raise UsageError(f"no tasks.md in {path} or in its sub-folders")
     return found
 
 
