@@ -1,11 +1,26 @@
 """Options, config files, and the plugin manager.
 
-Start-up order, as in pytest: an early parse finds ``-p`` and the paths; the
-built-in plugins, entry-point plugins (group ``seqrun``), ``-p NAME`` modules
-and the ``conftest.py`` files next to the specs are registered; then every
-plugin adds its options (``seqrun_addoption``), ``[tool.seqrun]`` in
+Start-up order, as in pytest: an early parse finds ``-p``; the built-in
+plugins, entry-point plugins (group ``seqrun``) and ``-p NAME`` modules are
+registered and add their options (``seqrun_addoption``); a pre-parse with
+those options finds the PATHs; the project is found from them (or from where
+seqrun was started) and the ``conftest.py`` files of its specs are registered
+(adding their options to the same parser); then ``[tool.seqrun]`` in
 pyproject.toml or a ``seqrun.toml`` supplies defaults, and the command line
 wins over both.
+
+The project, as pytest finds its rootdir: the nearest folder holding
+``.kiro/specs``, upwards from the first PATH or from where seqrun was started,
+stopping at the git root (the folder holding ``.git``, a folder or a file) or
+``/``. The config file is looked for along the same folders, so both belong to
+one project. Explicit PATHs are relative to where seqrun was started; node ids,
+the paths the state file records and the agent's working directory are
+relative to the project root (:attr:`Config.rootpath`).
+
+The help (:class:`Parser`): one heading per option group, groups in the order
+they declare, ``--help`` describing the common groups and naming every other
+option, ``--help-all`` describing all; an unknown option names the closest
+known one.
 """
 from __future__ import annotations
 

@@ -129,8 +129,10 @@ def seqrun_preflight(session: Session) -> None:
     ``--collect-only`` or when nothing was collected): collection is done,
     the specs are locked and their state files read. Raise
     :class:`~seqrun.config.UsageError` for anything that would make the run
-    fail later — a missing agent CLI, a working directory that is not one —
-    so it is one line and exit 4 before any agent starts. ``--detach``
+    fail later — a working directory that is not one, a dirty tree for
+    ``--git-commit`` — so it is one line and exit 4 before any agent starts
+    (``--backend``'s CLI is checked earlier, at configure, so that a missing
+    one is said before ``collected N tasks``). ``--detach``
     (:mod:`seqrun.detach`, ``trylast``) leaves the terminal after every
     other implementation has passed."""
 

@@ -1,5 +1,10 @@
 """The backend registry plugin: ``--backend``, ``--model``, and the
-``seqrun_register_backends`` hook through which plugins add backends."""
+``seqrun_register_backends`` hook through which plugins add backends.
+
+``--backend``'s name (an unknown one names the closest known) and its CLI on
+PATH are checked at configure, before anything is collected or printed, for
+every run that may start an agent (not ``--co``); a backend an
+``--assign-backend`` answer picks is checked before its first agent."""
 from __future__ import annotations
 
 import argparse
