@@ -165,6 +165,16 @@ def find_project(start: Path) -> Path | None:
     return next((f for f in upwards(start) if (f / DEFAULT_SPECS_ROOT).is_dir()), None)
 
 
+def specs_under(specs_root: Path, invocation_dir: Path) -> Path:
+    """What runs without a PATH: ``specs_root``, or the spec folder of it
+    that ``invocation_dir`` is in."""
+    try:
+        inside = invocation_dir.resolve().relative_to(specs_root.resolve()).parts
+    except ValueError:
+        inside = ()
+    return specs_root / inside[0] if inside else specs_root
+
+
 def find_config_file(start: Path) -> tuple[Path | None, dict[str, Any]]:
     """The nearest ``seqrun.toml``, or ``pyproject.toml`` with ``[tool.seqrun]``,
     from ``start`` upwards (up to the git root, as the project is found); and
@@ -218,13 +228,15 @@ class Config:
 
     def default_paths(self) -> list[Path]:
         """The specs run when no PATH is given: the ``.kiro/specs`` found
-        upwards; an empty folder is told how to start."""
+        upwards — only the spec folder seqrun was started in, when it was
+        started inside one (pytest runs what is under its cwd); an empty
+        folder is told how to start."""
         if self.specs_root is None:
             where = upwards(self.invocation_dir)[-1]
             above = "the git root" if (where / ".git").exists() else "/"
             raise UsageError(f"no .kiro/specs in {self.invocation_dir} or above it (up to {above}): "
                              f"{START_HINT}")
-        return [self.specs_root]
+        return [specs_under(self.specs_root, self.invocation_dir)]
 
     def do_configure(self) -> None:
         """``seqrun_configure`` for every plugin, once: called when a run (or
@@ -632,8 +644,8 @@ def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Con
     if not early.noconftest and not pm.is_blocked("conftest"):
         # Registered plugins' seqrun_addoption is historic: a conftest's
         # options are added to ``parser`` as it is registered.
-        for conftest in conftest_candidates([p for p in given if p.exists()] or
-                                            ([specs_root] if specs_root else [])):
+        default = [specs_under(specs_root, invocation_dir)] if specs_root else []
+        for conftest in conftest_candidates([p for p in given if p.exists()] or default):
             register_conftest(pm, conftest)
 
     inipath, inicfg = find_config_file(start)

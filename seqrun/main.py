@@ -289,8 +289,8 @@ def seqrun_report_header(config: Config) -> list[str]:
     if root is None or (root == config.invocation_dir.resolve() and config.getoption("verbose", 0) <= 0):
         return []
     where = f"rootdir: {root}"
-    if config.specs_root is not None:
-        where += f", specs: {config.specs_root.relative_to(root).as_posix()}"
+    if config.specs_root is not None and not config.args:
+        where += f", specs: {config.default_paths()[0].resolve().relative_to(root).as_posix()}"
     return [where]
 
 

@@ -132,6 +132,14 @@ def test_without_git_the_search_goes_up_to_the_root(make_spec, project):
     assert result.stdout.splitlines()[0] == ".kiro/specs/feature::1.1"
     # -q keeps the header quiet, as pytest's does.
     assert "rootdir:" not in result.stdout
+    # Started inside one spec's folder, as pytest in a test folder: that spec only.
+    make_spec("- [ ] 1. Other\n", name="other")
+    inside = project / ".kiro" / "specs" / "other"
+    result = seqrun("--co", "-q", cwd=inside)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stdout.splitlines() if "::" in line] == [".kiro/specs/other::1"]
+    result = seqrun("--co", cwd=inside)
+    assert f"rootdir: {project.resolve()}, specs: .kiro/specs/other" in result.stdout.splitlines()
 
 
 def test_an_explicit_path_is_relative_to_where_seqrun_started(make_spec, project):
@@ -152,6 +160,11 @@ def test_a_mistyped_option_suggests_the_right_one(make_spec, project):
     result = seqrun("--dealy", "5", cwd=project)
     assert result.returncode == 4
     assert one_error_line(result) == "ERROR: unrecognized option --dealy (did you mean --delay?)"
+    assert result.stdout == ""
+    # The same mistake in the config file: a warning with the suggestion.
+    (project / "seqrun.toml").write_text("dealy = 5\n")
+    result = seqrun("--co", "-q", cwd=project)
+    assert f"{project / 'seqrun.toml'}: unknown option 'dealy' ignored (did you mean delay?)" in result.stderr
 
 
 def test_a_mistyped_backend_suggests_the_right_one(make_spec, project):
