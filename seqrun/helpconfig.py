@@ -40,7 +40,8 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
     group.add_argument("--help-all", action=HelpAction, full=True, help="show every option and exit")
     group.add_argument("--version", "-V", action="store_true", help="print the version and exit")
     group.add_argument("--init", action="store_true",
-                       help="write a commented starter seqrun.toml in the current folder and exit")
+                       help="write a commented starter seqrun.toml in the project root (the folder "
+                       "holding .kiro/specs, else the current folder) and exit")
     group = parser.getgroup("plugins and debugging", order=95)  # type: ignore[attr-defined]
     group.add_argument("--debug", action="store_true",
                        help="show tracebacks of internal errors")
@@ -55,7 +56,8 @@ def seqrun_cmdline_main(config: Config) -> int | None:
         print(f"seqrun {seqrun.__version__}")
         return 0
     if config.option.init:
-        path = write_starter_config(config.invocation_dir)
+        # Beside .kiro, where it is found from every sub-folder of the project.
+        path = write_starter_config(config.rootpath or config.invocation_dir)
         print(f"wrote {path}")
         return 0
     return None

@@ -142,6 +142,15 @@ def test_without_git_the_search_goes_up_to_the_root(make_spec, project):
     assert f"rootdir: {project.resolve()}, specs: .kiro/specs/other" in result.stdout.splitlines()
 
 
+def test_init_in_a_subfolder_writes_the_projects_config(make_spec, project):
+    make_spec(SPEC)
+    sub = project / "src"
+    sub.mkdir()
+    result = seqrun("--init", cwd=sub)
+    assert result.returncode == 0, result.stderr
+    assert (project / "seqrun.toml").is_file() and not (sub / "seqrun.toml").exists()
+
+
 def test_an_explicit_path_is_relative_to_where_seqrun_started(make_spec, project):
     make_spec(SPEC)
     make_spec("- [ ] 1. Other\n", name="other")

@@ -330,11 +330,10 @@ class CachePlugin:
 
 def show_cache(config: Config) -> int:
     """Print the cache of every specs root the command line names."""
-    from seqrun.config import DEFAULT_SPECS_ROOT
     from seqrun.main import find_task_files
 
     roots: list[Path] = []
-    for arg in config.args or [str(DEFAULT_SPECS_ROOT)]:
+    for arg in config.args or [str(p) for p in config.default_paths()]:
         path = Path(arg.partition("::")[0])
         if not path.is_absolute():
             path = config.invocation_dir / path
