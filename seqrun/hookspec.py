@@ -76,9 +76,9 @@ def seqrun_sessionstart(session: Session) -> None:
 
 
 @hookspec
-def seqrun_report_header(config: Config) -> str | list[str] | None:
+def seqrun_report_session_header(config: Config) -> str | list[str] | None:
     """Lines for the terminal to print when the session starts, before
-    collection (not with ``-q``), as pytest's ``pytest_report_header``: the
+    collection (not with ``-q``), as pytest prints its ``rootdir:`` line: the
     main plugin's says which project and specs root it uses
     (``rootdir: /path/to/project, specs: .kiro/specs``) when that is not
     simply ``./.kiro/specs`` (always with ``-v``)."""

@@ -283,7 +283,7 @@ def seqrun_configure(config: Config) -> None:
 
 
 @hookimpl
-def seqrun_report_header(config: Config) -> list[str]:
+def seqrun_report_session_header(config: Config) -> list[str]:
     # Said when it is not the obvious ./.kiro/specs, as pytest says its rootdir.
     root = config.rootpath
     if root is None or (root == config.invocation_dir.resolve() and config.getoption("verbose", 0) <= 0):

@@ -441,7 +441,7 @@ class TerminalReporter:
     def seqrun_sessionstart(self, session: Session) -> None:
         if self.verbosity < 0:
             return
-        for lines in self.config.hook.seqrun_report_header(config=self.config):
+        for lines in self.config.hook.seqrun_report_session_header(config=self.config):
             for line in [lines] if isinstance(lines, str) else lines:
                 self.line(printable(line))
 
