@@ -1,9 +1,9 @@
 """``--detach``: check everything, then leave the terminal and run in the background.
 
-The run starts in the foreground as any other: options, collection, the spec
-locks, the state files and every ``seqrun_preflight`` check (the agent CLI on
-PATH, a clean work tree for ``--git-commit``, the working directory, the
-files seqrun writes). Whatever is wrong is printed on the terminal, exit 4,
+The run starts in the foreground as any other: options, the agent CLI on PATH
+(checked at configure), collection, the spec locks, the state files and every
+``seqrun_preflight`` check (a clean work tree for ``--git-commit``, the
+working directory, the files seqrun writes). Whatever is wrong is printed on the terminal, exit 4,
 and nothing is left running. Only then does this plugin — the last
 ``seqrun_preflight`` implementation — fork: the child becomes a new session
 (``setsid``: no controlling terminal, so closing the terminal sends it no

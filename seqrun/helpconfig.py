@@ -9,7 +9,7 @@ import pluggy
 
 import seqrun
 from seqrun.atomicfile import atomic_write
-from seqrun.config import Config, UsageError
+from seqrun.config import Config, HelpAction, UsageError
 from seqrun.hookspec import hookimpl
 
 #: The starter seqrun.toml: (key, value, comment). Values are written with
@@ -34,10 +34,15 @@ STARTER_OPTIONS: list[tuple[str, Any, str]] = [
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("help and plugins")
+    group = parser.getgroup("help", order=90, common=True)  # type: ignore[attr-defined]
+    group.add_argument("-h", "--help", action=HelpAction,
+                       help="show the common options and exit (--help-all: every option)")
+    group.add_argument("--help-all", action=HelpAction, full=True, help="show every option and exit")
     group.add_argument("--version", "-V", action="store_true", help="print the version and exit")
     group.add_argument("--init", action="store_true",
-                       help="write a commented starter seqrun.toml in the current folder and exit")
+                       help="write a commented starter seqrun.toml in the project root (the folder "
+                       "holding .kiro/specs, else the current folder) and exit")
+    group = parser.getgroup("plugins and debugging", order=95)  # type: ignore[attr-defined]
     group.add_argument("--debug", action="store_true",
                        help="show tracebacks of internal errors")
     group.add_argument("-p", dest="plugins", action="append", default=[], metavar="NAME",
@@ -51,7 +56,8 @@ def seqrun_cmdline_main(config: Config) -> int | None:
         print(f"seqrun {seqrun.__version__}")
         return 0
     if config.option.init:
-        path = write_starter_config(config.invocation_dir)
+        # Beside .kiro, where it is found from every sub-folder of the project.
+        path = write_starter_config(config.rootpath or config.invocation_dir)
         print(f"wrote {path}")
         return 0
     return None

@@ -154,7 +154,7 @@ def _env_timeout() -> float:
 def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     from seqrun.config import seconds
 
-    group = parser.add_argument_group("running")
+    group = parser.getgroup("running", order=10, common=True)  # type: ignore[attr-defined]
     group.add_argument("--dispatch", choices=("leaf", "unit"), default="leaf",
                        help="leaf: one agent run per leaf task (default); unit: one run per "
                        "parent task covering its remaining required subtasks (the seed's way)")
@@ -166,7 +166,8 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--idle-timeout", type=seconds, default=0.0, metavar="SECONDS",
                        help="end an agent that prints nothing for this long (0: never)")
     group.add_argument("--workdir", default=None, metavar="DIR",
-                       help="the agent's working directory (default: where seqrun was started)")
+                       help="the agent's working directory (default: the project root, the folder "
+                       "holding .kiro/specs)")
     group.add_argument("-s", "--capture=no", dest="echo_output", action="store_true",
                        help="show the agent's output live on the console (-v does too)")
     group.add_argument("--kill-grace", type=seconds, default=5.0, metavar="SECONDS",

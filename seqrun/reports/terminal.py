@@ -152,7 +152,7 @@ def want_color(mode: str, out: IO[str]) -> bool:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("reporting")
+    group = parser.getgroup("reporting", order=30, common=True)  # type: ignore[attr-defined]
     group.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     group.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     group.add_argument("-r", dest="reportchars", default="fEH", metavar="CHARS",
@@ -453,6 +453,14 @@ class TerminalReporter:
             live.stop()
 
     # -- collection -----------------------------------------------------------------
+
+    @hookimpl
+    def seqrun_sessionstart(self, session: Session) -> None:
+        if self.verbosity < 0:
+            return
+        for lines in self.config.hook.seqrun_report_session_header(config=self.config):
+            for line in [lines] if isinstance(lines, str) else lines:
+                self.line(printable(line))
 
     @hookimpl
     def seqrun_deselected(self, items: list[Task]) -> None:
