@@ -369,8 +369,8 @@ def result_lines(text: str, limit: int = RESULT_LINES, indent: str = "  ") -> li
 
 
 #: Argument names that say what a tool call is about, most telling first.
-SUMMARY_KEYS = ("command", "cmd", "file_path", "absolute_path", "notebook_path", "path", "filePath",
-                "pattern", "query", "url", "description", "prompt")
+SUMMARY_KEYS = ("command", "cmd", "file_path", "absolute_path", "notebook_path", "filePath", "pattern", "path",
+                "query", "url", "description", "prompt")
 
 
 def arg_summary(args: object, keys: tuple[str, ...] = SUMMARY_KEYS) -> str:
@@ -383,7 +383,7 @@ def arg_summary(args: object, keys: tuple[str, ...] = SUMMARY_KEYS) -> str:
         value = args.get(key)
         if isinstance(value, str) and value.strip():
             if key == "pattern" and isinstance(args.get("path"), str) and args["path"]:
-                return f"{value}  in {args['path']}"
+                return f"{value} in {args['path']}"
             return value
         if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
             return " ".join(value)
