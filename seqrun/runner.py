@@ -19,6 +19,11 @@ and usage errors cross it: a plugin that raises in setup or teardown makes
 that one task an ERROR and the night goes on. The session, not this module,
 counts failures and applies ``-x``/``--maxfail`` and halting.
 
+Each attempt is shown (:mod:`seqrun.terminal.view`) in its tmux window (or
+with ``-s``): a header, the agent's stream rendered by its backend, and the
+attempt's verdict, sent once verification has decided it; a window whose
+verdict cannot come says why.
+
 An interruption (Ctrl-C, SIGTERM, SIGHUP) during an agent run records that
 attempt ``interrupted`` and reports its tasks INTERRUPTED (not failed: they
 run again next time); during a ``--delay`` or a rate-limit wait it reports

@@ -19,7 +19,7 @@ Nothing here raises into the run: a renderer bug shows the raw line.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from seqrun.backends.base import NOT_DECODED, Renderer, printable_line
 from seqrun.outcome import Outcome, Verdict
