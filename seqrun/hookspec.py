@@ -308,7 +308,8 @@ def seqrun_register_backends(register: Any) -> None:
     """Register backends: call ``register(BackendClass)`` for each.
 
     A backend has a ``name``, an ``executable``, ``invocation(call)`` and
-    ``parser()`` (see :mod:`seqrun.backends.base`).
+    ``parser()``, and a ``renderer()`` if its CLI prints a structured stream
+    (see :mod:`seqrun.backends.base`).
     """
 
 
