@@ -63,6 +63,7 @@ class Detacher:
         # trylast: every other check has passed, and printed its error on the terminal if not.
         from seqrun.atomicfile import atomic_write
         from seqrun.runner import tmux_session_name, use_tmux
+        from seqrun.terminal.tmux import watch_command
 
         log, pid_file = self._paths(session)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ class Detacher:
         pid = os.fork()
         if pid:
             os.close(out)
-            where = f"; attach: tmux attach -t {tmux}" if tmux else ""
+            where = f"; attach: {watch_command(tmux)}" if tmux else ""
             print(f"seqrun is running in the background as pid {pid}; output: {log}; "
                   f"pid file: {pid_file}{where}", flush=True)
             # The background process owns the run from here (locks, state, reports).

@@ -18,8 +18,9 @@ Two ways of writing, chosen once per run (like pytest's ``--color``):
   :class:`rich.live.Live` area under them shows the running task (node id,
   title, backend, attempt, elapsed time, why the previous attempt did not
   pass when this one is a rerun, the last line of its output read from
-  the tail of its log, the ``tmux attach`` hint) and the countdown of a
-  ``--delay`` or rate-limit wait. rich's own refresh thread redraws it four
+  the tail of its log, the ``tmux attach`` hint — ``switch-client`` when
+  seqrun runs inside tmux) and the countdown of a ``--delay`` or
+  rate-limit wait. rich's own refresh thread redraws it four
   times a second, so the countdown moves while the runner sleeps.
 
 :mod:`rich` is imported only on the coloured path, the first time something is
@@ -235,7 +236,9 @@ class LiveStatus:
                 rows.append((f"  > {last}", "dim"))
             tmux = self.tmux_session()
             if tmux:
-                rows.append((f"  watch: tmux attach -t {printable(tmux)}", "dim"))
+                from seqrun.terminal.tmux import watch_command
+
+                rows.append((f"  watch: {watch_command(printable(tmux))}", "dim"))
         if waiting is not None:
             left = human_seconds(math.ceil(max(0.0, waiting.deadline - now)))
             if waiting.kind == "rate-limit":
@@ -563,7 +566,9 @@ class TerminalReporter:
             self.line(f"        {previous}", "yellow")
         tmux = self.config.stash.get(tmux_session_key, None)
         if tmux and self.verbosity > 0:
-            self.line(f"        watch: tmux attach -t {tmux}")
+            from seqrun.terminal.tmux import watch_command
+
+            self.line(f"        watch: {watch_command(tmux)}")
         if self.verbosity > 0:
             self.line(f"        log: {log_path}")
 

@@ -52,7 +52,7 @@ from seqrun.terminal import _channel as ch
 from seqrun.terminal.proctree import TreeRecord
 from seqrun.terminal.ptyexec import ProcessResult, Started, agent_env, prepare, run_in_pty
 
-__all__ = ["TaskWindow", "TmuxError", "TmuxSession", "sanitize_name", "tmux_available"]
+__all__ = ["TaskWindow", "TmuxError", "TmuxSession", "sanitize_name", "tmux_available", "watch_command"]
 
 _CONNECT_TIMEOUT = 30.0
 """How long the viewer may take to start (a cold Python on a loaded machine)."""
@@ -85,6 +85,13 @@ def sanitize_name(text: str, *, limit: int = 64, window: bool = False) -> str:
     name = re.sub(allowed, "_", text)
     name = re.sub(r"__+", "_", name).lstrip("_-.#").rstrip("_")[:limit]
     return name or "seqrun"
+
+
+def watch_command(session: str) -> str:
+    """The command that shows ``session``: ``attach`` from a plain terminal,
+    ``switch-client`` from inside tmux (where ``attach`` refuses to nest)."""
+    verb = "switch-client" if os.environ.get("TMUX") else "attach"
+    return f"tmux {verb} -t {session}"
 
 
 def tmux_available(tmux: str = "tmux") -> bool:
