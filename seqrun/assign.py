@@ -148,7 +148,7 @@ def _warn(message: str) -> None:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("agent")
+    group = parser.add_argument_group("backend assignment")
     group.add_argument("--assign-backend", default=None, metavar="NAME",
                        help="classify each dispatch unit with this backend and run it with the "
                        "owner's backend ([owners] table maps owner_agent to a backend)")

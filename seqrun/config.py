@@ -1,15 +1,31 @@
 """Options, config files, and the plugin manager.
 
-Start-up order, as in pytest: an early parse finds ``-p`` and the paths; the
-built-in plugins, entry-point plugins (group ``seqrun``), ``-p NAME`` modules
-and the ``conftest.py`` files next to the specs are registered; then every
-plugin adds its options (``seqrun_addoption``), ``[tool.seqrun]`` in
+Start-up order, as in pytest: an early parse finds ``-p``; the built-in
+plugins, entry-point plugins (group ``seqrun``) and ``-p NAME`` modules are
+registered and add their options (``seqrun_addoption``); a pre-parse with
+those options finds the PATHs; the project is found from them (or from where
+seqrun was started) and the ``conftest.py`` files of its specs are registered
+(adding their options to the same parser); then ``[tool.seqrun]`` in
 pyproject.toml or a ``seqrun.toml`` supplies defaults, and the command line
 wins over both.
+
+The project, as pytest finds its rootdir: the nearest folder holding
+``.kiro/specs``, upwards from the first PATH or from where seqrun was started,
+stopping at the git root (the folder holding ``.git``, a folder or a file) or
+``/``. The config file is looked for along the same folders, so both belong to
+one project. Explicit PATHs are relative to where seqrun was started; node ids,
+the paths the state file records and the agent's working directory are
+relative to the project root (:attr:`Config.rootpath`).
+
+The help (:class:`Parser`): one heading per option group, groups in the order
+they declare, ``--help`` describing the common groups and naming every other
+option, ``--help-all`` describing all; an unknown option names the closest
+known one.
 """
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.util
 import math
@@ -62,10 +78,19 @@ CONFIG_FILES = ("seqrun.toml", "pyproject.toml")
 #: Unknown keys of the config file, printed by the terminal reporter.
 config_warnings_key = StashKey[list[str]]()
 DEFAULT_SPECS_ROOT = Path(".kiro") / "specs"
+#: What an empty folder is told (one line, with the error that precedes it).
+START_HINT = ("try `seqrun --demo`, or `seqrun --init` to start a project; "
+              "seqrun runs .kiro/specs/<feature>/tasks.md")
 
 
 class UsageError(Exception):
     """A mistake of the user: bad option, bad input file. Exit 4, one line."""
+
+
+def did_you_mean(word: str, candidates: Sequence[str], n: int = 1) -> str:
+    """`` (did you mean X?)`` for the closest of ``candidates``, or ``""``."""
+    close = difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 def non_negative(text: str | float) -> float:
@@ -123,10 +148,39 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise UsageError(f"{path} is not valid TOML: {exc}") from None
 
 
+def upwards(start: Path) -> list[Path]:
+    """``start`` and the folders above it, up to the git root (the folder
+    holding ``.git``, a folder or a file) or ``/``: where seqrun looks for its
+    project and its config file, as pytest looks for its rootdir."""
+    start = start.resolve()
+    chain = []
+    for folder in (start, *start.parents):
+        chain.append(folder)
+        if (folder / ".git").exists():
+            break
+    return chain
+
+
+def find_project(start: Path) -> Path | None:
+    """The nearest folder from ``start`` upwards that holds ``.kiro/specs``."""
+    return next((f for f in upwards(start) if (f / DEFAULT_SPECS_ROOT).is_dir()), None)
+
+
+def specs_under(specs_root: Path, invocation_dir: Path) -> Path:
+    """What runs without a PATH: ``specs_root``, or the spec folder of it
+    that ``invocation_dir`` is in."""
+    try:
+        inside = invocation_dir.resolve().relative_to(specs_root.resolve()).parts
+    except ValueError:
+        inside = ()
+    return specs_root / inside[0] if inside else specs_root
+
+
 def find_config_file(start: Path) -> tuple[Path | None, dict[str, Any]]:
     """The nearest ``seqrun.toml``, or ``pyproject.toml`` with ``[tool.seqrun]``,
-    from ``start`` upwards; and its seqrun table."""
-    for folder in (start, *start.parents):
+    from ``start`` upwards (up to the git root, as the project is found); and
+    its seqrun table."""
+    for folder in upwards(start):
         for name in CONFIG_FILES:
             candidate = folder / name
             if not candidate.is_file():
@@ -157,10 +211,33 @@ class Config:
     """Per-run storage for plugins, under typed :class:`~seqrun.stash.StashKey` keys."""
 
     configured: bool = False
+    rootpath: Path | None = None
+    """The project root: the folder holding the ``.kiro/specs`` found upwards
+    from where seqrun was started (or from the first PATH), else where seqrun
+    was started. Node ids and the paths the state file records are relative
+    to it, and the agent runs in it (``--workdir`` unset)."""
+    specs_root: Path | None = None
+    """``<rootpath>/.kiro/specs`` when found: what runs when no PATH is given."""
+
+    def __post_init__(self) -> None:
+        if self.rootpath is None:
+            self.rootpath = self.invocation_dir
 
     @property
     def hook(self) -> Any:
         return self.pluginmanager.hook
+
+    def default_paths(self) -> list[Path]:
+        """The specs run when no PATH is given: the ``.kiro/specs`` found
+        upwards — only the spec folder seqrun was started in, when it was
+        started inside one (pytest runs what is under its cwd); an empty
+        folder is told how to start."""
+        if self.specs_root is None:
+            where = upwards(self.invocation_dir)[-1]
+            above = "the git root" if (where / ".git").exists() else "/"
+            raise UsageError(f"no .kiro/specs in {self.invocation_dir} or above it (up to {above}): "
+                             f"{START_HINT}")
+        return [specs_under(self.specs_root, self.invocation_dir)]
 
     def do_configure(self) -> None:
         """``seqrun_configure`` for every plugin, once: called when a run (or
@@ -180,10 +257,11 @@ class Config:
 
     def nodeid_for(self, path: Path) -> str:
         """How node ids name a spec: its folder (or lone file) relative to
-        where seqrun was started, in POSIX form."""
+        the project root (:attr:`rootpath`), in POSIX form."""
         target = path.parent if path.name == "tasks.md" else path
+        assert self.rootpath is not None
         try:
-            return target.resolve().relative_to(self.invocation_dir.resolve()).as_posix()
+            return target.resolve().relative_to(self.rootpath.resolve()).as_posix()
         except ValueError:
             return target.resolve().as_posix()
 
@@ -323,8 +401,156 @@ def _early_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+@dataclass
+class _GroupPlace:
+    """Where a group's options appear in the help (set by the first call that says)."""
+
+    created: int
+    order: int | None = None
+    common: bool | None = None
+
+
+#: The place of a group no call gave an order: after the ordered ones.
+DEFAULT_GROUP_ORDER = 50
+
+
+class Parser(_ArgumentParser):
+    """argparse, with option groups as pytest's ``parser.getgroup`` has them.
+
+    Many plugins add to one group (``running``, ``agent``): asking for a
+    group by a name already made returns that group, so each heading appears
+    once. Where a group is made it may declare its place — ``order`` (lower
+    first; groups without one come after, in the order they were made) and
+    ``common`` (shown by ``--help``; ``--help-all`` shows every group, and
+    ``--help`` lists the others' option names in a few lines). Options work
+    the same whether or not their group is shown.
+
+    An unknown option is a usage error naming the closest known one.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Set first: argparse's own __init__ makes its two default groups.
+        self._named_groups: dict[str, argparse._ArgumentGroup] = {}
+        self._places: dict[str, _GroupPlace] = {}
+        self.preparsing = False
+        super().__init__(add_help=False, **kwargs)
+        # argparse's "positional arguments" and "options" stay as argparse has them.
+        self._named_groups.clear()
+        self._places.clear()
+
+    def getgroup(self, name: str, description: str | None = None, *,
+                 order: int | None = None, common: bool | None = None) -> argparse._ArgumentGroup:
+        """The option group ``name``, made on first use; ``order`` and
+        ``common`` are kept from the first call that gives them."""
+        group = self._named_groups.get(name)
+        if group is None:
+            group = super().add_argument_group(name, description)
+            self._named_groups[name] = group
+            self._places[name] = _GroupPlace(created=len(self._places))
+        elif description and not group.description:
+            group.description = description
+        place = self._places[name]
+        if place.order is None and order is not None:
+            place.order = order
+        if place.common is None and common is not None:
+            place.common = common
+        return group
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> argparse._ArgumentGroup:
+        """argparse's call, answered as :meth:`getgroup` (one group per title)."""
+        title = args[0] if args else kwargs.pop("title", None)
+        if title is None:
+            return super().add_argument_group(*args, **kwargs)
+        description = args[1] if len(args) > 1 else kwargs.pop("description", None)
+        return self.getgroup(title, description, **kwargs)
+
+    # -- help ---------------------------------------------------------------------------
+
+    def _ordered_groups(self) -> list[argparse._ArgumentGroup]:
+        def key(group: argparse._ArgumentGroup) -> tuple[int, int]:
+            place = self._places[group.title or ""]
+            return (DEFAULT_GROUP_ORDER if place.order is None else place.order, place.created)
+
+        return sorted(self._named_groups.values(), key=key)
+
+    def format_help(self, full: bool = False) -> str:  # type: ignore[override]
+        groups = self._ordered_groups()
+        shown = [g for g in groups if full or self._places[g.title or ""].common]
+        positional = [g for g in self._action_groups if g not in self._named_groups.values()
+                      and g._group_actions]
+        saved = self._action_groups
+        self._action_groups = positional + shown
+        try:
+            text = super().format_help()
+        finally:
+            self._action_groups = saved
+        hidden = [g for g in groups if g not in shown and g._group_actions]
+        if hidden:
+            import textwrap
+
+            width = max(40, self._get_formatter()._width)
+            lines = ["more options (seqrun --help-all describes them all):"]
+            for group in hidden:
+                names = [_option_name(a) for a in group._group_actions if a.help is not argparse.SUPPRESS]
+                lines.append(textwrap.fill(f"{group.title}: {', '.join(names)}", width,
+                                           initial_indent="  ", subsequent_indent="    ",
+                                           break_on_hyphens=False))
+            text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+        return text
+
+    def print_help(self, file: Any = None, full: bool = False) -> None:  # type: ignore[override]
+        self._print_message(self.format_help(full), file or sys.stdout)
+
+    # -- parsing ------------------------------------------------------------------------
+
+    def preparse(self, args: list[str]) -> argparse.Namespace:
+        """The options known so far, before conftest.py files add theirs:
+        unknown options are left for :meth:`parse_args`, and ``--help`` waits."""
+        self.preparsing = True
+        try:
+            return self.parse_known_args(args)[0]
+        finally:
+            self.preparsing = False
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self._unrecognized(extras))
+        return namespace
+
+    def _unrecognized(self, extras: list[str]) -> str:
+        options = [o for o in extras if o.startswith("-") and o != "-"]
+        if not options:
+            return f"unrecognized arguments: {' '.join(extras)}"
+        name = options[0].split("=", 1)[0]
+        known = [s for a in self._actions for s in a.option_strings]
+        return f"unrecognized option {name}{did_you_mean(name, known)}"
+
+
+def _option_name(action: argparse.Action) -> str:
+    """The name an option is listed by: its first long spelling."""
+    return next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
+
+
+class HelpAction(argparse.Action):
+    """``-h``/``--help`` (the common groups) and ``--help-all`` (every group)."""
+
+    def __init__(self, option_strings: list[str], dest: str, full: bool = False, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, **kwargs)
+        self.full = full
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: Any, values: Any,
+                 option_string: str | None = None) -> None:
+        assert isinstance(parser, Parser)
+        if parser.preparsing:
+            return  # printed by the full parse, with the options of conftest.py files
+        parser.print_help(full=self.full)
+        parser.exit()
+
+
+def build_parser(pm: pluggy.PluginManager) -> Parser:
+    parser = Parser(
         prog="seqrun",
         description="Run the tasks of a spec one at a time through a coding-agent CLI.",
         usage="seqrun [PATH | PATH::TASKID ...] [options]",
@@ -334,16 +560,17 @@ def build_parser(pm: pluggy.PluginManager) -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="a spec folder, a tasks.md file, or a folder of specs (default: .kiro/specs); "
-        "PATH::ID selects one task and its subtasks",
+        help="a spec folder, a tasks.md file, or a folder of specs (default: the .kiro/specs "
+        "found from here upwards, up to the git root); PATH::ID selects one task and its subtasks",
     )
     pm.hook.seqrun_addoption.call_historic(kwargs=dict(parser=parser, pluginmanager=pm))
     return parser
 
 
-def spec_paths(paths: Sequence[str], specs: Sequence[str]) -> list[Path]:
+def spec_paths(paths: Sequence[str], specs: Sequence[str],
+               default: Sequence[Path] = (DEFAULT_SPECS_ROOT,)) -> list[Path]:
     raw = [p.split("::", 1)[0] for p in (*paths, *specs)]
-    return [Path(p) for p in raw] or [DEFAULT_SPECS_ROOT]
+    return [Path(p) for p in raw] or list(default)
 
 
 def _apply_file_defaults(parser: argparse.ArgumentParser, inicfg: dict[str, Any], inipath: Path) -> list[str]:
@@ -362,7 +589,8 @@ def _apply_file_defaults(parser: argparse.ArgumentParser, inicfg: dict[str, Any]
             continue  # a sub-table, read by the plugin that owns it
         action = actions.get(dest)
         if action is None:
-            unknown.append(f"{inipath}: unknown option {key!r} ignored")
+            unknown.append(f"{inipath}: unknown option {key!r} ignored"
+                           f"{did_you_mean(dest, [a.dest for a in parser._actions])}")
             continue
         defaults[dest] = _typed_file_value(action, key, value, inipath)
     parser.set_defaults(**defaults)
@@ -402,18 +630,30 @@ def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Con
     for name in early.plugins:
         if not name.startswith("no:"):
             import_plugin(pm, name)
-    if not early.noconftest and not pm.is_blocked("conftest"):
-        # The early parser does not know plugin options yet, so the value of
-        # "--backend acme" lands among the paths: only existing paths count.
-        given = [p for p in early.paths if (invocation_dir / p.split("::", 1)[0]).exists()]
-        for conftest in conftest_candidates(spec_paths(given, early.spec)):
-            register_conftest(pm, invocation_dir / conftest if not conftest.is_absolute() else conftest)
-
-    inipath, inicfg = find_config_file(invocation_dir)
     parser = build_parser(pm)
+    # The PATHs, as pytest's preparse finds them: options of plugins and
+    # -p modules are known; a conftest.py's are not yet (their values may land
+    # among the paths, so only existing paths load conftest files).
+    known = parser.preparse(list(argv))
+    given = [invocation_dir / p for p in spec_paths(known.paths, getattr(known, "spec", None) or [], default=())]
+    # The project, as pytest finds its rootdir: upwards from the first PATH,
+    # else from here, up to the git root; the config file is looked for the
+    # same way, so both belong to the same project.
+    start = (given[0] if given[0].is_dir() else given[0].parent) if given else invocation_dir
+    project = find_project(start)
+    specs_root = project / DEFAULT_SPECS_ROOT if project is not None and not given else None
+    if not early.noconftest and not pm.is_blocked("conftest"):
+        # Registered plugins' seqrun_addoption is historic: a conftest's
+        # options are added to ``parser`` as it is registered.
+        default = [specs_under(specs_root, invocation_dir)] if specs_root else []
+        for conftest in conftest_candidates([p for p in given if p.exists()] or default):
+            register_conftest(pm, conftest)
+
+    inipath, inicfg = find_config_file(start)
     warnings = _apply_file_defaults(parser, inicfg, inipath) if inipath else []
     option = parser.parse_args(list(argv))
     config = Config(pm, invocation_dir, option, list(option.paths) + list(option.spec or []),
-                    list(argv), inipath, inicfg)
+                    list(argv), inipath, inicfg, rootpath=(project or invocation_dir).resolve(),
+                    specs_root=specs_root)
     config.stash[config_warnings_key] = warnings
     return config

@@ -1,9 +1,9 @@
 """``--detach``: check everything, then leave the terminal and run in the background.
 
-The run starts in the foreground as any other: options, collection, the spec
-locks, the state files and every ``seqrun_preflight`` check (the agent CLI on
-PATH, a clean work tree for ``--git-commit``, the working directory, the
-files seqrun writes). Whatever is wrong is printed on the terminal, exit 4,
+The run starts in the foreground as any other: options, the agent CLI on PATH
+(checked at configure), collection, the spec locks, the state files and every
+``seqrun_preflight`` check (a clean work tree for ``--git-commit``, the
+working directory, the files seqrun writes). Whatever is wrong is printed on the terminal, exit 4,
 and nothing is left running. Only then does this plugin — the last
 ``seqrun_preflight`` implementation — fork: the child becomes a new session
 (``setsid``: no controlling terminal, so closing the terminal sends it no
@@ -63,6 +63,7 @@ class Detacher:
         # trylast: every other check has passed, and printed its error on the terminal if not.
         from seqrun.atomicfile import atomic_write
         from seqrun.runner import tmux_session_name, use_tmux
+        from seqrun.terminal.tmux import watch_command
 
         log, pid_file = self._paths(session)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +74,7 @@ class Detacher:
         pid = os.fork()
         if pid:
             os.close(out)
-            where = f"; attach: tmux attach -t {tmux}" if tmux else ""
+            where = f"; attach: {watch_command(tmux)}" if tmux else ""
             print(f"seqrun is running in the background as pid {pid}; output: {log}; "
                   f"pid file: {pid_file}{where}", flush=True)
             # The background process owns the run from here (locks, state, reports).

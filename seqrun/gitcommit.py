@@ -118,7 +118,8 @@ class GitCommitter:
     def _spec_folders(self) -> list[Path]:
         """The folders the PATH arguments name (a spec, or a folder of specs)."""
         folders = []
-        for path in spec_paths(self.config.args, []):
+        args = self.config.args
+        for path in spec_paths(args, []) if args else self.config.default_paths():
             path = path if path.is_absolute() else self.config.invocation_dir / path
             folders.append(path.parent if path.is_file() else path)
         return folders

@@ -36,7 +36,14 @@ hookimpl = pluggy.HookimplMarker("seqrun")
 
 @hookspec(historic=True)
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    """Add command-line options (``parser.add_argument_group(...)``).
+    """Add command-line options: ``parser.getgroup(name)`` (or argparse's
+    ``parser.add_argument_group(name)``) returns the group of that name, made
+    on first use, so plugins adding to ``running`` share one heading. Where a
+    group is made it may declare its place in ``--help``:
+    ``parser.getgroup("mine", order=60, common=False)`` — lower ``order``
+    first (general 0, running 10, agent 20, reporting 30, help 90; none: 50),
+    and ``common`` groups are described by ``--help``, the others only named
+    there and described by ``--help-all``.
 
     Options also read from ``[tool.seqrun]`` in pyproject.toml or seqrun.toml:
     an option's ``dest`` is its key there. Called for plugins registered later
@@ -66,6 +73,15 @@ def seqrun_unconfigure(config: Config) -> None:
 @hookspec
 def seqrun_sessionstart(session: Session) -> None:
     """Called after the session is created, before collection."""
+
+
+@hookspec
+def seqrun_report_session_header(config: Config) -> str | list[str] | None:
+    """Lines for the terminal to print when the session starts, before
+    collection (not with ``-q``), as pytest prints its ``rootdir:`` line: the
+    main plugin's says which project and specs root it uses
+    (``rootdir: /path/to/project, specs: .kiro/specs``) when that is not
+    simply ``./.kiro/specs`` (always with ``-v``)."""
 
 
 @hookspec
@@ -113,8 +129,10 @@ def seqrun_preflight(session: Session) -> None:
     ``--collect-only`` or when nothing was collected): collection is done,
     the specs are locked and their state files read. Raise
     :class:`~seqrun.config.UsageError` for anything that would make the run
-    fail later — a missing agent CLI, a working directory that is not one —
-    so it is one line and exit 4 before any agent starts. ``--detach``
+    fail later — a working directory that is not one, a dirty tree for
+    ``--git-commit`` — so it is one line and exit 4 before any agent starts
+    (``--backend``'s CLI is checked earlier, at configure, so that a missing
+    one is said before ``collected N tasks``). ``--detach``
     (:mod:`seqrun.detach`, ``trylast``) leaves the terminal after every
     other implementation has passed."""
 
@@ -290,7 +308,8 @@ def seqrun_register_backends(register: Any) -> None:
     """Register backends: call ``register(BackendClass)`` for each.
 
     A backend has a ``name``, an ``executable``, ``invocation(call)`` and
-    ``parser()`` (see :mod:`seqrun.backends.base`).
+    ``parser()``, and a ``renderer()`` if its CLI prints a structured stream
+    (see :mod:`seqrun.backends.base`).
     """
 
 

@@ -14,6 +14,19 @@ A file is read in one of three *modes*:
 Nesting comes from the ids (``1.2`` belongs to the nearest ``1`` above it), not
 from indentation, because real files put subtasks at every indent, including
 none. Indentation matters only for tasks written without an id.
+
+What is not a task list is refused when it is collected (:func:`not_a_task_list`,
+a usage error before any agent starts), rather than turned into guessed tasks:
+
+* a spec's other documents, ``requirements.md`` and ``design.md``, by name:
+  whatever numbered lists they hold are not work to dispatch;
+* any file whose tasks all come from the numbered-list guess and mostly read
+  as requirements — EARS acceptance criteria (``WHEN … THE SYSTEM SHALL …``)
+  or items under ``Requirement``/``Acceptance Criteria``/``User Story``
+  headings. Checkbox and heading task lists are never refused: their syntax
+  says they are tasks.
+
+:func:`collect_text` itself reads any text, as it always has.
 """
 from __future__ import annotations
 
@@ -30,6 +43,14 @@ if TYPE_CHECKING:
     from seqrun.config import Config
 
 TASK_FILE_NAMES = ("tasks.md",)
+#: The other documents of a Kiro spec, beside tasks.md: never a task list.
+SPEC_DOCUMENTS = {"requirements.md": "requirements", "design.md": "design"}
+#: A numbered item that states a requirement: EARS ("… SHALL …") or under a
+#: requirements heading (Kiro's "### Requirement 1" / "#### Acceptance Criteria").
+_REQUIREMENT_TEXT = re.compile(r"\bSHALL\b")
+_REQUIREMENT_SECTION = re.compile(
+    r"\b(?:requirements?|acceptance criteria|user stor(?:y|ies))\b|要件|受け入れ基準|需求|验收标准|요구사항",
+    re.IGNORECASE)
 
 _STATES = {
     " ": TaskState.PENDING,
@@ -552,9 +573,31 @@ def decode_tasks_file(path: Path) -> tuple[str, list[str]]:
         ]
 
 
+def not_a_task_list(spec: Spec) -> str | None:
+    """Why ``spec``'s file is not a task list (see the module docstring), or None."""
+    kind = SPEC_DOCUMENTS.get(spec.tasks_file.name.casefold())
+    if kind:
+        return f"is the spec's {kind} document, not its task list"
+    tasks = list(spec.iter_tasks())
+    numbered = [t for t in tasks if t.kind is TaskKind.NUMBERED]
+    if not numbered or len(numbered) < len([t for t in tasks if t.kind is not TaskKind.GROUP]):
+        return None
+    stated = sum(1 for t in numbered
+                 if _REQUIREMENT_TEXT.search(t.title) or _REQUIREMENT_SECTION.search(t.section))
+    if stated * 2 > len(numbered):
+        return (f"reads as requirements, not tasks ({stated} of its {len(numbered)} numbered items are "
+                "acceptance criteria or sit under requirement headings)")
+    return None
+
+
 @hookimpl(trylast=True)
 def seqrun_collect_file(path: Path, config: Config) -> Spec:
+    from seqrun.config import UsageError
+
     text, problems = decode_tasks_file(path)
     spec = collect_text(text, path, nodeid=config.nodeid_for(path))
+    why = not_a_task_list(spec)
+    if why:
+        raise UsageError(f"{spec.nodeid} {why}: run the spec folder, or its tasks.md")
     spec.warnings[:0] = [Warning_(path, 0, p.split(": ", 1)[1]) for p in problems]
     return spec

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import pluggy
 
-from seqrun.config import DEFAULT_SPECS_ROOT, Config, UsageError, parse_config, whole_number
+from seqrun.config import Config, UsageError, parse_config, whole_number
 from seqrun.console import guarded_console
 from seqrun.hookspec import hookimpl
 from seqrun.kiro import TASK_FILE_NAMES
@@ -68,18 +68,26 @@ class Session:
 
     def perform_collect(self) -> list[Task]:
         hook = self.config.hook
-        for path, task_id in self._resolve_args():
+        for path, task_id, named in self._resolve_args():
             spec = next((s for s in self.specs if s.tasks_file == path), None)
             if spec is None:
                 spec = hook.seqrun_collect_file(path=path, config=self.config)
                 if spec is None:
                     raise UsageError(f"no plugin could read {path}")
+                if named and not spec.roots:
+                    # A file named on the command line is meant as a task list: one
+                    # without tasks is a mistake (a spec folder may be empty so far).
+                    raise UsageError(f"{spec.nodeid} has no tasks (no `- [ ]` lines, `### Task 1:` "
+                                     "headings or numbered list); a spec's task list is its tasks.md")
                 self.specs.append(spec)
             wanted = self.selectors.setdefault(spec.nodeid, set())
             if task_id is None:
                 wanted.add("")  # the whole spec
             elif task_id not in {t.id for t in spec.iter_tasks()}:
-                raise UsageError(f"not found: {spec.nodeid}::{task_id} (no task with that id)")
+                nearby = nearby_ids(task_id, [t.id for t in spec.iter_tasks()])
+                hint = f"; did you mean {' or '.join(nearby)}?" if len(nearby) == 1 else (
+                    f"; ids nearby: {', '.join(nearby)}" if nearby else "")
+                raise UsageError(f"not found: {spec.nodeid}::{task_id} (no task with that id{hint})")
             else:
                 wanted.add(task_id)
         items = [leaf for spec in self.specs for leaf in spec.leaves()]
@@ -88,18 +96,21 @@ class Session:
         hook.seqrun_collection_finish(session=self)
         return items
 
-    def _resolve_args(self) -> list[tuple[Path, str | None]]:
-        args = self.config.args or [str(DEFAULT_SPECS_ROOT)]
+    def _resolve_args(self) -> list[tuple[Path, str | None, bool]]:
+        """(tasks file, task id, whether the file itself was named) per PATH;
+        no PATH: the specs root found upwards (:meth:`Config.default_paths`)."""
+        if not self.config.args:
+            return [(f, None, False) for root in self.config.default_paths() for f in find_task_files(root)]
         resolved = []
-        for arg in args:
+        for arg in self.config.args:
             raw, _, task_id = arg.partition("::")
             path = Path(raw)
             if not path.is_absolute():
-                path = self.config.invocation_dir / path
+                path = self.config.invocation_dir / path  # relative to where seqrun was started
             files = find_task_files(path)
             if task_id and len(files) != 1:
                 raise UsageError(f"{arg}: PATH::ID needs PATH to be one spec")
-            resolved.extend((f, task_id or None) for f in files)
+            resolved.extend((f, task_id or None, f == path) for f in files)
         return resolved
 
     # -- results -----------------------------------------------------------------
@@ -122,6 +133,19 @@ class Session:
         if self.testsfailed or self.budget_exhausted:
             return ExitCode.TASKS_FAILED
         return ExitCode.OK
+
+
+def nearby_ids(wanted: str, ids: Sequence[str], n: int = 3) -> list[str]:
+    """The task ids closest to ``wanted``: the same digits first (``1.21`` →
+    ``1.2.1``), then the most alike."""
+    same_digits = [i for i in ids if i.replace(".", "") == wanted.replace(".", "") and i != wanted]
+    if same_digits:
+        return same_digits[:n]
+    import difflib
+
+    scored = [(difflib.SequenceMatcher(None, wanted, i).ratio(), index, i) for index, i in enumerate(ids)]
+    # Best first; equally alike ids in file order.
+    return [i for score, _, i in sorted(scored, key=lambda s: (-s[0], s[1])) if score >= 0.5][:n]
 
 
 def find_task_files(path: Path) -> list[Path]:
@@ -251,23 +275,42 @@ def _main(config: Config, session: Session) -> int:
     return session.exit_code()
 
 
+@hookimpl(tryfirst=True)
+def seqrun_configure(config: Config) -> None:
+    # An empty folder hears how to start before anything else (a missing agent CLI).
+    if not config.args:
+        config.default_paths()
+
+
+@hookimpl
+def seqrun_report_session_header(config: Config) -> list[str]:
+    # Said when it is not the obvious ./.kiro/specs, as pytest says its rootdir.
+    root = config.rootpath
+    if root is None or (root == config.invocation_dir.resolve() and config.getoption("verbose", 0) <= 0):
+        return []
+    where = f"rootdir: {root}"
+    if config.specs_root is not None and not config.args:
+        where += f", specs: {config.default_paths()[0].resolve().relative_to(root).as_posix()}"
+    return [where]
+
+
 @hookimpl(trylast=True)
 def seqrun_cmdline_main(config: Config) -> int:
     config.do_configure()
     return wrap_session(config, _main)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # the general options open the help, as in pytest
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("general")
-    group.add_argument("--spec", action="append", default=[], metavar="PATH",
-                       help="alias for a PATH argument (the seed script's flag)")
+    group = parser.getgroup("general", order=0, common=True)  # type: ignore[attr-defined]
     group.add_argument("--collect-only", "--co", dest="collectonly", action="store_true",
                        help="only collect and list the tasks, run nothing")
     group.add_argument("-x", "--exitfirst", dest="maxfail", action="store_const", const=1, default=0,
                        help="stop after the first failed task")
     group.add_argument("--maxfail", type=whole_number, default=0, metavar="N",
                        help="stop after N failed tasks (0: never)")
+    group.add_argument("--spec", action="append", default=[], metavar="PATH",
+                       help="alias for a PATH argument (the seed script's flag)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

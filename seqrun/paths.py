@@ -101,10 +101,13 @@ def highest_attempt_on_disk(folder: Path) -> int:
 
 
 def workdir(config: Config) -> Path:
-    """The agent's working directory (resolved once per run)."""
+    """The agent's working directory (resolved once per run): ``--workdir``
+    (relative to where seqrun was started), else the project root — the
+    folder holding ``.kiro/specs`` — even when seqrun was started in a
+    sub-folder of it."""
     cached = config.stash.get(workdir_key, None)
     if cached is None:
         chosen = config.option.workdir
-        cached = (Path(chosen) if chosen else config.invocation_dir).resolve()
+        cached = (Path(chosen) if chosen else config.rootpath or config.invocation_dir).resolve()
         config.stash[workdir_key] = cached
     return cached

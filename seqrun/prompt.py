@@ -213,7 +213,7 @@ def render(template: str, fields: dict[str, str]) -> str:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("agent")
+    group = parser.add_argument_group("prompt")
     group.add_argument("--prompt-template", default=None, metavar="FILE",
                        help="file with the prompt text; {task_id}, {task_title}, {task_block}, "
                        "{tasks_md}, {done_marker}, {halt_marker}… are filled in")

@@ -19,6 +19,11 @@ and usage errors cross it: a plugin that raises in setup or teardown makes
 that one task an ERROR and the night goes on. The session, not this module,
 counts failures and applies ``-x``/``--maxfail`` and halting.
 
+Each attempt is shown (:mod:`seqrun.terminal.view`) in its tmux window (or
+with ``-s``): a header, the agent's stream rendered by its backend, and the
+attempt's verdict, sent once verification has decided it; a window whose
+verdict cannot come says why.
+
 An interruption (Ctrl-C, SIGTERM, SIGHUP) during an agent run records that
 attempt ``interrupted`` and reports its tasks INTERRUPTED (not failed: they
 run again next time); during a ``--delay`` or a rate-limit wait it reports
@@ -51,6 +56,7 @@ from seqrun.text import human_seconds
 
 if TYPE_CHECKING:
     from seqrun.main import Session
+    from seqrun.terminal.view import AgentView, Header
 
 DEFAULT_TIMEOUT = 7200.0
 T = TypeVar("T")
@@ -154,7 +160,7 @@ def _env_timeout() -> float:
 def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     from seqrun.config import seconds
 
-    group = parser.add_argument_group("running")
+    group = parser.getgroup("running", order=10, common=True)  # type: ignore[attr-defined]
     group.add_argument("--dispatch", choices=("leaf", "unit"), default="leaf",
                        help="leaf: one agent run per leaf task (default); unit: one run per "
                        "parent task covering its remaining required subtasks (the seed's way)")
@@ -166,7 +172,8 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--idle-timeout", type=seconds, default=0.0, metavar="SECONDS",
                        help="end an agent that prints nothing for this long (0: never)")
     group.add_argument("--workdir", default=None, metavar="DIR",
-                       help="the agent's working directory (default: where seqrun was started)")
+                       help="the agent's working directory (default: the project root, the folder "
+                       "holding .kiro/specs)")
     group.add_argument("-s", "--capture=no", dest="echo_output", action="store_true",
                        help="show the agent's output live on the console (-v does too)")
     group.add_argument("--kill-grace", type=seconds, default=5.0, metavar="SECONDS",
@@ -178,6 +185,9 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
                     help="tmux session to create windows in (default sequential-<spec>)")
     tm.add_argument("--keep-windows", type=int, default=20, metavar="N",
                     help="finished task windows kept for inspection (default 20)")
+    tm.add_argument("--window-output", choices=("rendered", "raw"), default="rendered",
+                    help="what task windows and -s show of the agent's output: rendered (its text, a "
+                    "line per tool call, errors; the default) or raw (the CLI's own stream, as in the log)")
 
 
 @hookimpl
@@ -452,6 +462,7 @@ def call_again(unit: Unit, session: Session) -> Attempt:
 def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     from seqrun.backends.base import AgentCall, LineParser  # with its parsers' imports: not for --co
     from seqrun.backends.registry import backend_for
+    from seqrun.terminal.view import Header, verdict_line
 
     config, opt, hook = session.config, session.config.option, session.config.hook
     state = runstate(config)
@@ -488,26 +499,35 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     # agent exists, so no instant of the agent's life is unrecorded.
     token = uuid.uuid4().hex
     try:
-        hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
-                                    backend=backend.name, token=token)
-        parser = backend.parser()
-        if resume is not None and isinstance(parser, LineParser):
-            parser.resuming = True  # it watches for the CLI's "no such session"
-        started = time.time()
-        result = state.executor.run(item, invocation, log_path=log_path,
-                                    on_line=_watch_session(parser, item, unit, hook, log_path),
-                                    echo=sys.stdout.buffer if opt.echo_output else None,
-                                    timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
-                                    cancel=state.cancel, grace=opt.kill_grace, token=token,
-                                    on_processes=lambda record: hook.seqrun_runtest_processes(
-                                        item=item, unit=unit, processes=record))
-    finally:
-        state.agent_running = False
-    verdict = _verdict_of(result, parser, opt, state.cancel_reason)
-    if verdict.outcome is not Outcome.INTERRUPTED:
-        verdict = hook.seqrun_decide_verdict(item=item, unit=unit, verdict=verdict, session=session)
-        if verdict.passed:
-            verdict = hook.seqrun_verify_task(item=item, unit=unit, verdict=verdict, session=session)
+        try:
+            hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
+                                        backend=backend.name, token=token)
+            parser = backend.parser()
+            if resume is not None and isinstance(parser, LineParser):
+                parser.resuming = True  # it watches for the CLI's "no such session"
+            view = _view(backend, parser, _watch_session(parser, item, unit, hook, log_path), opt)
+            header = Header(spec=item.spec.name if item.spec else "-", task_id=item.id, title=item.title,
+                            attempt=number, backend=backend.name, model=opt.model or None,
+                            log_path=str(log_path))
+            started = time.time()
+            result = state.executor.run(item, invocation, view=view, header=header, log_path=log_path,
+                                        timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
+                                        cancel=state.cancel, grace=opt.kill_grace, token=token,
+                                        on_processes=lambda record: hook.seqrun_runtest_processes(
+                                            item=item, unit=unit, processes=record))
+        finally:
+            state.agent_running = False
+        verdict = _verdict_of(result, parser, opt, state.cancel_reason)
+        if verdict.outcome is not Outcome.INTERRUPTED:
+            verdict = hook.seqrun_decide_verdict(item=item, unit=unit, verdict=verdict, session=session)
+            if verdict.passed:
+                verdict = hook.seqrun_verify_task(item=item, unit=unit, verdict=verdict, session=session)
+    except BaseException as exc:
+        # The window waits for a verdict that will not come: say why.
+        state.executor.conclude("INTERRUPTED" if isinstance(exc, KeyboardInterrupt)
+                                else f"ERROR: no verdict: {_exc_line(exc)}")
+        raise
+    state.executor.conclude(verdict_line(verdict))  # after verification: the verdict is final
     attempt = Attempt(
         nodeid=item.nodeid, task_id=item.id, number=number, run_id=session.run_id,
         started_at=started, ended_at=time.time(), backend=backend.name, model=opt.model or None, verdict=verdict,
@@ -518,6 +538,19 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     if attempt.outcome is Outcome.INTERRUPTED:
         raise AttemptInterrupted(state.cancel_reason or "Ctrl-C")
     return attempt
+
+
+def _view(backend: Any, parser: Any, feed: Callable[[str], None], opt: argparse.Namespace) -> AgentView:
+    """What a person watching sees of this attempt: the console's share (-s,
+    -v) now, its window's when the executor opens one."""
+    from seqrun.terminal.view import AgentView
+
+    renderer = None
+    make = getattr(backend, "renderer", None)
+    if make is not None:
+        renderer = make()
+    console = (sys.stdout.buffer,) if opt.echo_output else ()
+    return AgentView(feed, parser, renderer, raw=opt.window_output == "raw", screens=console)
 
 
 def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any, log_path: Path) -> Callable[[str], None]:
@@ -575,30 +608,58 @@ def seqrun_verify_task(verdict: Verdict) -> Verdict:
 
 
 class PtyExecutor:
-    def run(self, task: Task, invocation: Any, **kwargs: Any) -> Any:
+    """Agents in seqrun's pty; what a person sees is the console's ``-s``."""
+
+    def run(self, task: Task, invocation: Any, *, view: AgentView, header: Header, **kwargs: Any) -> Any:
         from seqrun.terminal import run_in_pty
 
-        return run_in_pty(invocation, **kwargs)
+        try:
+            return run_in_pty(invocation, on_line=view.on_line, echo=view if view.showing else None, **kwargs)
+        finally:
+            view.finish()
+
+    def conclude(self, line: str) -> None:
+        pass
 
     def close(self) -> None:
         pass
 
 
 class TmuxExecutor:
+    """Agents in seqrun's pty, each shown in a tmux window that stays open
+    (waiting) until :meth:`conclude` gives it the attempt's verdict."""
+
     def __init__(self, session_name: str, keep_windows: int) -> None:
         from seqrun.terminal import TmuxSession
 
         self.tmux = TmuxSession(session_name, keep_windows=keep_windows)
+        self.window: Any = None
+        """The last attempt's window, until its verdict is in."""
 
     @property
     def name(self) -> str:
         return self.tmux.name
 
-    def run(self, task: Task, invocation: Any, **kwargs: Any) -> Any:
-        return self.tmux.run(f"task-{task.id}", invocation, **kwargs)
+    def run(self, task: Task, invocation: Any, *, view: AgentView, header: Header, **kwargs: Any) -> Any:
+        # The attempt number tells attempts (and so runs) of a task apart.
+        name = f"task-{task.id}" if header.attempt <= 1 else f"task-{task.id}#{header.attempt}"
+        window = self.window = self.tmux.open(name, invocation)
+        window.write(header.text().encode("utf-8", "replace"))
+        view.add_screen(window)
+        try:
+            return window.run(on_line=view.on_line, echo=view, **kwargs)
+        finally:
+            view.finish()
+            if window.ended is not None:
+                window.write(f"{window.ended}\n".encode("utf-8", "replace"))
+
+    def conclude(self, line: str) -> None:
+        window, self.window = self.window, None
+        if window is not None:
+            window.close(line)
 
     def close(self) -> None:
-        pass
+        self.conclude("[seqrun] stopped")
 
 
 def tmux_session_name(session: Session, task: Task) -> str:

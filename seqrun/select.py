@@ -11,6 +11,9 @@ that task and its descendants exactly (not ``11.2``, not ``1.20``). Any other
 identifier matches, case-insensitively, a substring of the task's title, its
 parents' titles, the spec name, the task's ids and its keywords (``optional``,
 ``done``, ``pending``, tags such as ``p`` or ``us1``).
+
+A ``-k`` that selects nothing says so, naming the ids (or title words) nearest
+to its identifiers, before ``collected 0 tasks``.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
-from seqrun.config import Config, UsageError
+from seqrun.config import Config, UsageError, config_warnings_key
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
@@ -81,6 +84,10 @@ class Expression:
 
     def evaluate(self, matcher: Matcher) -> bool:
         return self._code(matcher)
+
+    def identifiers(self) -> list[str]:
+        """The words and ids of the expression (not its operators)."""
+        return [t.value for t in self._tokens if t.kind == "ident"]
 
     # recursive descent, one method per grammar rule
     def _peek(self) -> _Token:
@@ -151,9 +158,9 @@ def _in_selected_subtree(task: Task, wanted: set[str]) -> bool:
     return "" in wanted or any(t.id in wanted for t in (task, *task.ancestors()))
 
 
-@hookimpl
+@hookimpl(tryfirst=True)  # first of "general" after --co, -x (main's): -k is what pytest users reach for
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("selection")
+    group = parser.add_argument_group("general")
     group.add_argument("-k", dest="keyword", default="", metavar="EXPR",
                        help="only tasks matching EXPR: 'and', 'or', 'not', parentheses; "
                        "1.2 selects task 1.2 and its subtasks; words match titles, spec name, keywords")
@@ -182,4 +189,33 @@ def seqrun_collection_modifyitems(session: Session, config: Config, items: list[
     if deselected:
         config.hook.seqrun_deselected(items=deselected)
         items[:] = kept
+    if expr is not None and deselected and not kept:
+        config.stash.setdefault(config_warnings_key, []).append(nothing_matches(expr, session))
+
+
+def nothing_matches(expr: Expression, session: Session) -> str:
+    """``no task matches -k '1.2'; ids nearby: 1.1, 1.3, 2.2``."""
+    import difflib
+
+    from seqrun.main import nearby_ids
+
+    tasks = [t for spec in session.specs for t in spec.iter_tasks()]
+    ids = list(dict.fromkeys(t.written_id or t.id for t in tasks))
+    words = list(dict.fromkeys(w.casefold() for t in tasks for w in re.findall(r"\w{3,}", t.title)))
+    near_ids: list[str] = []
+    near_words: list[str] = []
+    for ident in expr.identifiers():
+        if _NUMERIC_ID.match(ident):
+            near_ids += [i for i in nearby_ids(ident, ids) if i not in near_ids]
+        else:
+            close = difflib.get_close_matches(ident.casefold(), words, n=3, cutoff=0.7)
+            near_words += [w for w in close if w not in near_words]
+    message = f"no task matches -k {expr.text!r}"
+    if near_ids:
+        message += f"; ids nearby: {', '.join(near_ids)}"
+    if near_words:
+        message += f"; words nearby: {', '.join(near_words)}"
+    if not (near_ids or near_words) and ids:
+        message += f"; ids: {', '.join(ids[:8])}{', ...' if len(ids) > 8 else ''}"
+    return message
 

@@ -490,7 +490,7 @@ def seqrun_configure(config: Config) -> None:
             default = parse_command(opt.verify, source)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        cwd = Path(opt.workdir).resolve() if opt.workdir else config.invocation_dir
+        cwd = workdir(config)
         if find_executable(default[0], cwd) is None:
             raise UsageError(f"{source}: {default[0]} not found (in {cwd} or on PATH)")
     config.pluginmanager.register(Verifier(config, default, source), "verifier")

@@ -152,7 +152,8 @@ def test_cache_keys_do_not_depend_on_where_seqrun_starts(make_spec, project, run
     use_agent(project, {"2": "fail"})
     run_seqrun(*RUN, "-x")
     result = run_seqrun("--co", "-q", "--lf", "feat", cwd=project / ".kiro" / "specs")
-    assert collected(result.stdout) == ["feat::2"]
+    # Node ids are relative to the project root (where .kiro is), as pytest's are to its rootdir.
+    assert collected(result.stdout) == [".kiro/specs/feat::2"]
 
 
 def test_two_specs_are_keyed_apart(make_spec, project, run_seqrun):

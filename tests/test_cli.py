@@ -170,7 +170,13 @@ def test_init_writes_commented_valid_toml_once(project, run_seqrun):
     text = (project / "seqrun.toml").read_text()
     assert text.count("\n# ") >= 5
     data = tomllib.loads(text)
-    assert data["delay"] == 15.0 and data["max_iterations"] == 50 and data["dispatch"] == "leaf"
+    # The documented defaults (README, --help), not other numbers.
+    assert data == {"backend": "claude", "model": "", "dispatch": "leaf", "delay": 5.0, "max_iterations": 50,
+                    "idle_timeout": 0.0, "reruns": 1, "rate_limit_margin": 30.0, "max_rate_limit_wait": 21600.0,
+                    "include_optional": False}
+    # Options without a fixed default are shown commented out, with an example.
+    for line in ("# timeout = 7200.0", '# verify = "pytest -q"', '# max_runtime = "8h"', "# max_cost = 20.0"):
+        assert line in text.splitlines(), line
     again = run_seqrun("--init")
     assert again.returncode == 4
     assert (project / "seqrun.toml").read_text() == text

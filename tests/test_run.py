@@ -465,4 +465,12 @@ def test_dash_s_and_dash_v_stream_the_agent_output(make_spec, run_seqrun, projec
         make_spec("- [ ] 1. Task\n")
         shown = run_fake(run_seqrun, project, "--backend", "claude", flag, "--fresh")
         assert shown.returncode == 0
-        assert '"type": "result"' in shown.stdout or '"type":"result"' in shown.stdout, flag
+        # Rendered, as a task window shows it: text and tool calls, not JSON.
+        lines = shown.stdout.splitlines()
+        assert "Added the greeting line to README.md and verified it." in lines, flag
+        assert any(line.startswith("▶ Bash  printf") for line in lines), flag
+        assert not [line for line in lines if line.startswith('{"type"')], flag
+    make_spec("- [ ] 1. Task\n")
+    raw = run_fake(run_seqrun, project, "--backend", "claude", "-s", "--window-output", "raw", "--fresh")
+    assert raw.returncode == 0
+    assert '"type":"result"' in raw.stdout  # the CLI's own stream

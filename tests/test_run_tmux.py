@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -159,3 +160,17 @@ def test_a_window_made_just_before_a_kill_is_marked_and_pruned(make_spec, run_se
                         "--keep-windows", "0", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert tmux(tmux_env, "list-windows", "-a", "-F", "#{window_id} #{window_name}") == ""
+
+
+def test_inside_tmux_the_hint_is_switch_client(make_spec, run_seqrun, tmux_env):
+    """``tmux attach`` refuses to nest: from inside tmux the way to watch is
+    ``switch-client``. TMUX names the same (isolated) server seqrun uses."""
+    make_spec("- [ ] 1. One\n- [ ] 2. Two\n")
+    socket = Path(tmux_env["TMUX_TMPDIR"]) / f"tmux-{os.getuid()}" / "default"
+    inside = {**tmux_env, "TMUX": f"{socket},1,0", "SEQRUN_DEMO_DELAY": "0"}
+    result = run_seqrun(".kiro/specs/feature::1", "-v", "--backend", "demo", env=inside)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "        watch: tmux switch-client -t sequential-feature" in result.stdout.splitlines(), result.stdout
+    outside = run_seqrun(".kiro/specs/feature::2", "-v", "--backend", "demo", env={**tmux_env, "SEQRUN_DEMO_DELAY": "0"})
+    assert outside.returncode == 0, outside.stdout + outside.stderr
+    assert "        watch: tmux attach -t sequential-feature" in outside.stdout.splitlines(), outside.stdout

@@ -15,8 +15,9 @@ without error; never search the raw output (the prompt, which contains the
 markers, is echoed by gemini and by every CLI's tool output).
 
 This module is the whole public interface a backend author needs:
-:class:`AgentCall` in, :class:`Invocation` out, and :class:`LineParser`, the
-base of every output parser. It cleans each line the pty hands over and makes
+:class:`AgentCall` in, :class:`Invocation` out, :class:`LineParser`, the
+base of every output parser, and :class:`Renderer`, the base of what turns a
+CLI's structured stream into lines a person reads (a tmux window, ``-s``). It cleans each line the pty hands over and makes
 sure no exception escapes — a parser bug must cost one verdict, never the
 night — and never hides one either: the errors are in the verdict's
 ``longrepr``, and a verdict they may have made wrong is a ``backend-error``.
@@ -108,7 +109,10 @@ class Backend(Protocol):
     """What every backend has. It may also define ``environment_problem(env,
     sandbox) -> str | None``: why its CLI would refuse to run in this
     environment (``env``, ``--is-sandbox``), as one line with the fix; the
-    run is then refused before any agent starts (exit 4)."""
+    run is then refused before any agent starts (exit 4). A backend whose CLI
+    prints a structured stream (JSON lines) defines ``renderer() ->
+    Renderer``, so a person watching reads text rather than JSON; without
+    one, its output is shown as it is."""
 
     name: ClassVar[str]
     executable: ClassVar[str]
@@ -139,6 +143,9 @@ def strip_ansi(text: str) -> str:
 
 
 _JSON = json.JSONDecoder()
+
+#: :attr:`LineParser.last_event` when the parser did not decode the line.
+NOT_DECODED: object = type("NotDecoded", (), {"__repr__": lambda self: "NOT_DECODED"})()
 
 
 def decode_json_line(line: str) -> dict[str, Any] | None:
@@ -216,6 +223,11 @@ class LineParser:
     saw_session_gone: bool = False
     #: How many parse errors were not kept (beyond :data:`MAX_PARSE_ERRORS`).
     parse_errors_dropped: int = 0
+    #: The JSON object the line just fed held (None: none), or
+    #: :data:`NOT_DECODED` when the parser did not look. A
+    #: :class:`Renderer` shown the same line uses it instead of decoding the
+    #: line a second time.
+    last_event: dict[str, Any] | None | object = NOT_DECODED
     parse_errors: list[str]
     """What :meth:`_feed` raised, as "TypeError: … (line '…' at claude.py:87)"."""
 
@@ -227,6 +239,7 @@ class LineParser:
         return self
 
     def feed_line(self, line: str) -> None:
+        self.last_event = NOT_DECODED
         try:
             text = clean_line(line)
             if self.resuming and self.session_gone is not None and self.session_gone.search(text):
@@ -289,6 +302,11 @@ class LineParser:
             return replace(verdict, longrepr=longrepr)
         return replace(verdict, kind=Kind.BACKEND_ERROR, longrepr=longrepr)
 
+    def _decode(self, text: str) -> dict[str, Any] | None:
+        """:func:`decode_json_line`, remembered as :attr:`last_event`."""
+        event = self.last_event = decode_json_line(text)
+        return event
+
     def _feed(self, text: str, raw: str) -> None:
         raise NotImplementedError
 
@@ -308,3 +326,109 @@ def describe(exc: BaseException) -> str:
 def exit_failure(exit_status: int, message: str | None = None, usage: Usage | None = None) -> Verdict:
     """A run whose process failed: whatever the message says, it did not end cleanly."""
     return Verdict(Outcome.FAILED, f"exit status {exit_status}", message, usage=usage)
+
+
+# -- rendering: what a person watching reads ------------------------------------------
+
+#: Lines of a tool's output shown before ``… (N more lines)``.
+RESULT_LINES = 4
+#: Longest argument summary on a tool-call line.
+SUMMARY_CHARS = 160
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable_line(text: str) -> str:
+    """``text`` safe to write to a terminal: no colour codes, no control
+    characters (JSON can carry an escaped ESC that decoding makes real)."""
+    text = strip_ansi(text).replace("\t", "    ")
+    return _CONTROL.sub("", text) if _CONTROL.search(text) else text
+
+
+def text_lines(text: str, indent: str = "") -> list[str]:
+    """A message as lines, trailing blank lines dropped."""
+    lines = [indent + printable_line(line) for line in text.rstrip().split("\n")]
+    return lines if text.strip() else []
+
+
+def tool_line(name: str, summary: str = "", *, edit: bool = False) -> str:
+    """``▶ Bash  npm test``; ``✎ Edit  src/app.py`` for a tool that changes files."""
+    mark = "✎" if edit else "▶"
+    summary = one_line(printable_line(summary), SUMMARY_CHARS)
+    return f"{mark} {printable_line(name) or 'tool'}  {summary}".rstrip()
+
+
+def result_lines(text: str, limit: int = RESULT_LINES, indent: str = "  ") -> list[str]:
+    """A tool's output, abbreviated: its first ``limit`` lines, then ``… (N more lines)``."""
+    lines = text.rstrip().split("\n") if text.strip() else []
+    shown = [indent + one_line(printable_line(line), 2 * SUMMARY_CHARS) if line.strip() else indent.rstrip()
+             for line in lines[:limit]]
+    if len(lines) > limit:
+        shown.append(f"{indent}… ({len(lines) - limit} more lines)")
+    return shown
+
+
+#: Argument names that say what a tool call is about, most telling first.
+SUMMARY_KEYS = ("command", "cmd", "file_path", "absolute_path", "notebook_path", "filePath", "pattern", "path",
+                "query", "url", "description", "prompt")
+
+
+def arg_summary(args: object, keys: tuple[str, ...] = SUMMARY_KEYS) -> str:
+    """The argument a person wants to see of a tool call (its command, its file…)."""
+    if isinstance(args, str):
+        return args
+    if not isinstance(args, dict):
+        return ""
+    for key in keys:
+        value = args.get(key)
+        if isinstance(value, str) and value.strip():
+            if key == "pattern" and isinstance(args.get("path"), str) and args["path"]:
+                return f"{value} in {args['path']}"
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return " ".join(value)
+    for value in args.values():
+        if isinstance(value, str) and value.strip():
+            return value
+    return ""
+
+
+class Renderer:
+    """Base class of what turns a CLI's output, line by line, into what a
+    person watching reads: the assistant's text, one line per tool call
+    (:func:`tool_line`), abbreviated tool output (:func:`result_lines`),
+    errors and rate-limit notices.
+
+    Subclasses implement :meth:`_event` for one decoded JSON event. Lines
+    that are not JSON are shown as they are, and an event :meth:`_event`
+    does not know (it returns None) shows as ``· <type>``: nothing the CLI
+    printed disappears without a trace. :meth:`render` never raises: a bug
+    here shows the line as it is and costs nothing else.
+    """
+
+    def render(self, line: str, event: object = NOT_DECODED) -> list[str]:
+        """The lines to show for one line of output. ``event`` is what the
+        parser decoded from it (:attr:`LineParser.last_event`), if it did."""
+        try:
+            text = clean_line(line)
+            if event is NOT_DECODED:
+                event = decode_json_line(text)
+            if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                return [*self.finish(), printable_line(text)]  # not an event of the stream
+            shown = self._event(event)
+            if shown is None:
+                subtype = event.get("subtype")
+                name = f"{event['type']}/{subtype}" if isinstance(subtype, str) and subtype else event["type"]
+                shown = [f"· {printable_line(name)}"]
+            return shown
+        except Exception:  # noqa: BLE001 - showing output must never stop a run
+            return [printable_line(clean_line(line))]
+
+    def finish(self) -> list[str]:
+        """Lines held back (a message still arriving in pieces), at the end
+        of the stream or before a line that is not part of it."""
+        return []
+
+    def _event(self, event: dict[str, Any]) -> list[str] | None:
+        """The lines for one event; [] to show nothing; None if unknown."""
+        return None

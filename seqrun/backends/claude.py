@@ -16,6 +16,10 @@ file is its stdin whatever its size. The stream is one event per line:
   repeats), ``api_retry`` among them (transient);
 * ``user`` events: tool results and, with ``--replay-user-messages``, the
   prompt itself. They are never read: they hold echoed markers.
+
+:class:`ClaudeRenderer` shows the same stream to a person: the assistant's
+text, a line per ``tool_use``, the tool results abbreviated, API retries,
+rate-limit notices and the result's errors.
 """
 from __future__ import annotations
 
@@ -29,13 +33,17 @@ from seqrun.backends._support import as_float, as_int, as_str, clip
 from seqrun.backends.base import (
     ANY_SESSION_ID,
     AgentCall,
-    decode_json_line,
+    arg_summary,
     executable,
     exit_failure,
     final_message_verdict,
     Invocation,
     LineParser,
     one_line,
+    Renderer,
+    result_lines,
+    text_lines,
+    tool_line,
 )
 from seqrun.outcome import Outcome, Usage, Verdict
 
@@ -73,6 +81,9 @@ class ClaudeBackend:
     def parser(self) -> ClaudeParser:
         return ClaudeParser()
 
+    def renderer(self) -> ClaudeRenderer:
+        return ClaudeRenderer()
+
     @staticmethod
     def environment_problem(env: Mapping[str, str], sandbox: bool) -> str | None:
         """claude run as root exits 1 at once, refusing
@@ -95,7 +106,7 @@ class ClaudeParser(LineParser):
         self.root_refused = False
 
     def _feed(self, text: str, raw: str) -> None:
-        event = decode_json_line(text)
+        event = self._decode(text)
         if event is None:
             if ROOT_REFUSED.search(text):
                 self.root_refused = True
@@ -187,3 +198,115 @@ def _error_reason(subtype: str, status: int | None, text: str) -> str:
         return "the agent reached its maximum number of turns"
     detail = one_line(text) if text else (subtype or "error")
     return f"HTTP {status}: {detail}" if status else detail
+
+
+#: Claude Code's tools that change files: shown with ✎.
+EDIT_TOOLS = frozenset({"Edit", "MultiEdit", "Write", "NotebookEdit"})
+
+
+class ClaudeRenderer(Renderer):
+    """``stream-json`` as a person reads it."""
+
+    def __init__(self) -> None:
+        self.said = ""
+        """The assistant's last text: an error result repeating it is not shown twice."""
+
+    def _event(self, event: dict) -> list[str] | None:
+        kind = event.get("type")
+        if kind == "assistant":
+            return self._assistant(event)
+        if kind == "user":
+            return self._user(event)
+        if kind == "system":
+            return self._system(event)
+        if kind == "rate_limit_event":
+            return _rate_limit_lines(event.get("rate_limit_info"))
+        if kind == "result":
+            return _result_lines(event, self.said)
+        return None
+
+    def _assistant(self, event: dict) -> list[str]:
+        message = event.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        lines: list[str] = []
+        if isinstance(content, str):
+            lines += text_lines(content)
+        for part in content if isinstance(content, list) else ():
+            if not isinstance(part, dict):
+                continue
+            if part.get("type") == "text":
+                self.said = as_str(part.get("text"))
+                lines += text_lines(self.said)
+            elif part.get("type") == "tool_use":
+                name = as_str(part.get("name"))
+                lines.append(tool_line(name, arg_summary(part.get("input")), edit=name in EDIT_TOOLS))
+            elif part.get("type") == "thinking":
+                thought = text_lines(as_str(part.get("thinking")))
+                if thought:
+                    lines.append(f"… {thought[0]}")
+        error = as_str(event.get("error"))
+        if error:
+            lines.append(f"✗ error: {error}")
+        return lines
+
+    def _user(self, event: dict) -> list[str]:
+        message = event.get("message")
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):  # the prompt, replayed (--replay-user-messages)
+            return [f"· prompt ({len(content.splitlines())} lines)"]
+        lines: list[str] = []
+        for part in content if isinstance(content, list) else ():
+            if not isinstance(part, dict) or part.get("type") != "tool_result":
+                continue
+            output = part.get("content")
+            if isinstance(output, list):
+                output = "\n".join(as_str(p.get("text")) for p in output if isinstance(p, dict))
+            shown = result_lines(as_str(output))
+            if part.get("is_error") is True:
+                shown = [f"  ✗ {shown[0].strip() if shown else 'tool error'}", *shown[1:]]
+            lines += shown
+        return lines
+
+    def _system(self, event: dict) -> list[str]:
+        subtype = as_str(event.get("subtype"))
+        if subtype == "init":
+            model = as_str(event.get("model"))
+            session = as_str(event.get("session_id"))
+            return [f"· session {session}" + (f" · model {model}" if model else "")]
+        if subtype == "api_retry":
+            status = as_int(event.get("error_status"))
+            why = as_str(event.get("error")) or "error"
+            return [f"⚠ API {why}{f' (HTTP {status})' if status else ''}: retry "
+                    f"{as_int(event.get('attempt')) or '?'}/{as_int(event.get('max_retries')) or '?'}"]
+        return [f"· system/{subtype}" if subtype else "· system"]
+
+
+def _rate_limit_lines(info: object) -> list[str]:
+    if not isinstance(info, dict):
+        return ["· rate_limit_event"]
+    status = as_str(info.get("status"))
+    if status == "allowed":
+        return []  # every request says so: nothing to notice
+    kind = {"five_hour": "session", "seven_day": "weekly"}.get(as_str(info.get("rateLimitType")), "")
+    reset = as_float(info.get("resetsAt"))
+    when = f", resets {datetime.fromtimestamp(reset).strftime('%H:%M')}" if reset else ""
+    what = f"{kind} limit" if kind else "rate limit"
+    if status == "rejected":
+        return [f"✗ {what} reached{when}"]
+    return [f"⚠ {what}: {status or 'warning'}{when}"]
+
+
+def _result_lines(event: dict, said: str) -> list[str]:
+    turns = as_int(event.get("num_turns"))
+    seconds = as_float(event.get("duration_ms"))
+    cost = as_float(event.get("total_cost_usd"))
+    facts = [f"{turns} turn{'s' if turns != 1 else ''}" if turns is not None else "",
+             f"{seconds / 1000:.1f}s" if seconds is not None else "",
+             f"${cost:.4f}" if cost else ""]
+    summary = " · ".join(f for f in facts if f)
+    if event.get("is_error") is True or as_str(event.get("subtype")).startswith("error"):
+        status = as_int(event.get("api_error_status"))
+        text = as_str(event.get("result")) or as_str(event.get("subtype")) or "error"
+        error = f"✗ {f'HTTP {status}: ' if status else ''}{one_line(text) if text != said else 'error'}"
+        return [error, f"■ result: error · {summary}"]
+    return [f"■ result: {as_str(event.get('subtype')) or 'done'}" + (f" · {summary}" if summary else "")]

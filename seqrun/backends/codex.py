@@ -12,6 +12,11 @@ never matters. The ``--json`` stream is one event per line:
 * top-level ``error`` events that say "Reconnecting... n/5" and
   ``item.type == "error"`` items are warnings, not failures.
 
+:class:`CodexRenderer` shows the ``--json`` stream to a person: messages, a
+line per command, file change, MCP call or web search (when it starts), its
+output abbreviated (when it ends), warnings and errors; the human format is
+shown as it is.
+
 The human format (no ``--json``) is read as well, in case someone configures
 it: the final message is the last block under a ``codex`` header line; the
 prompt is echoed under a ``user`` header and must not count. The banner before
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from datetime import datetime
 from typing import ClassVar
 
@@ -28,13 +34,17 @@ from seqrun.backends._resets import BILLING_TEXT, RATE_LIMIT_TEXT, codex_reset, 
 from seqrun.backends._support import as_int, as_str, clip, TailLines
 from seqrun.backends.base import (
     AgentCall,
-    decode_json_line,
+    arg_summary,
     executable,
     exit_failure,
     final_message_verdict,
     Invocation,
     LineParser,
     one_line,
+    Renderer,
+    result_lines,
+    text_lines,
+    tool_line,
 )
 from seqrun.outcome import Outcome, Usage, Verdict
 
@@ -68,6 +78,9 @@ class CodexBackend:
     def parser(self) -> CodexParser:
         return CodexParser()
 
+    def renderer(self) -> CodexRenderer:
+        return CodexRenderer()
+
 
 #: Header lines of the human format; each starts a block.
 _PLAIN_HEADERS = frozenset({"user", "codex", "thinking", "exec", "tokens used", "assistant"})
@@ -91,7 +104,7 @@ class CodexParser(LineParser):
     # -- input ---------------------------------------------------------------
 
     def _feed(self, text: str, raw: str) -> None:
-        event = decode_json_line(text)
+        event = self._decode(text)
         if event is not None and isinstance(event.get("type"), str):
             self.saw_json = True
             self._event(event)
@@ -200,3 +213,118 @@ def _describe(message: str) -> str:
         prefix = f"HTTP {status}: " if status else (f"{kind}: " if kind else "")
         return one_line(prefix + detail)
     return one_line(message)
+
+
+#: How many started items a renderer remembers (their line is shown once).
+_STARTED_KEPT = 256
+
+
+class CodexRenderer(Renderer):
+    """``codex exec --json`` as a person reads it."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        """Ids of items whose tool line was shown when they started."""
+        self.error = ""
+        """The last error shown: ``turn.failed`` usually repeats it."""
+
+    def _event(self, event: dict) -> list[str] | None:
+        kind = event.get("type")
+        if kind == "thread.started":
+            return [f"· session {as_str(event.get('thread_id'))}"]
+        if kind == "turn.started":
+            return []
+        if kind == "turn.completed":
+            usage = event.get("usage")
+            tokens = ""
+            if isinstance(usage, dict):
+                tokens = f" · {as_int(usage.get('input_tokens')) or 0} in, {as_int(usage.get('output_tokens')) or 0} out"
+            return [f"■ turn completed{tokens}"]
+        if kind == "turn.failed":
+            error = event.get("error")
+            message = as_str(error.get("message")) if isinstance(error, dict) else as_str(error)
+            if message and message == self.error:
+                return ["✗ turn failed"]
+            return [f"✗ turn failed: {_describe(message) if message else 'no reason given'}"]
+        if kind == "error":
+            message = self.error = as_str(event.get("message"))
+            mark = "⚠" if message.startswith("Reconnecting") else "✗"
+            return [f"{mark} {_describe(message) if message else 'error'}"]
+        if kind in ("item.started", "item.updated", "item.completed"):
+            item = event.get("item")
+            return self._item(item, kind) if isinstance(item, dict) else None
+        return None
+
+    def _item(self, item: dict, kind: str) -> list[str] | None:
+        what = item.get("type")
+        item_id = as_str(item.get("id"))
+        if kind == "item.updated" and what != "todo_list":
+            return []
+        if what == "agent_message":
+            if kind != "item.completed":
+                return []
+            text = item.get("text")
+            if isinstance(text, list):
+                text = "".join(t for t in text if isinstance(t, str))
+            return text_lines(as_str(text))
+        if what == "reasoning":
+            thought = text_lines(as_str(item.get("text")))
+            return [f"… {thought[0]}"] if thought and kind == "item.completed" else []
+        if what == "error":
+            return [f"⚠ {as_str(item.get('message')) or 'error'}"] if kind == "item.completed" else []
+        if what == "todo_list":
+            todos = item.get("items")
+            count = len(todos) if isinstance(todos, list) else 0
+            return [f"· plan: {count} steps"] if kind != "item.completed" else []
+        call = self._call_line(item)
+        if call is None:
+            return None
+        lines: list[str] = []
+        if kind == "item.started":
+            self.started.append(item_id)
+            del self.started[:-_STARTED_KEPT]
+            return [call]
+        if item_id not in self.started:
+            lines.append(call)
+        return lines + _outcome_lines(item)
+
+    @staticmethod
+    def _call_line(item: dict) -> str | None:
+        what = item.get("type")
+        if what == "command_execution":
+            return tool_line("Shell", _unwrap_shell(as_str(item.get("command"))))
+        if what == "file_change":
+            changes = item.get("changes")
+            paths = [f"{as_str(c.get('path'))}" for c in changes if isinstance(c, dict)] if isinstance(changes, list) else []
+            return tool_line("Edit", ", ".join(paths), edit=True)
+        if what == "mcp_tool_call":
+            name = ".".join(n for n in (as_str(item.get("server")), as_str(item.get("tool"))) if n)
+            return tool_line(name or "mcp", arg_summary(item.get("arguments")))
+        if what == "web_search":
+            return tool_line("WebSearch", as_str(item.get("query")))
+        return None
+
+
+def _outcome_lines(item: dict) -> list[str]:
+    """A finished tool item: its output, abbreviated, and how it ended."""
+    lines = result_lines(as_str(item.get("aggregated_output")))
+    code = as_int(item.get("exit_code"))
+    status = as_str(item.get("status"))
+    if code not in (None, 0):
+        lines.append(f"  ✗ exit {code}")
+    elif status == "failed":
+        error = item.get("error")
+        message = as_str(error.get("message")) if isinstance(error, dict) else ""
+        lines.append(f"  ✗ failed{': ' + one_line(message, 200) if message else ''}")
+    return lines
+
+
+def _unwrap_shell(command: str) -> str:
+    """``cat TASK.md`` from codex's ``/bin/bash -lc 'cat TASK.md'``."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    if len(words) == 3 and words[0].rsplit("/", 1)[-1] in ("bash", "sh", "zsh") and words[1] in ("-lc", "-c"):
+        return words[2]
+    return command

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from seqrun.backends.base import AgentCall, Invocation
-from seqrun.backends.claude import ClaudeParser
+from seqrun.backends.claude import ClaudeParser, ClaudeRenderer
 
 
 class DemoBackend:
@@ -35,3 +35,6 @@ class DemoBackend:
 
     def parser(self) -> ClaudeParser:
         return ClaudeParser()
+
+    def renderer(self) -> ClaudeRenderer:
+        return ClaudeRenderer()

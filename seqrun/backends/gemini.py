@@ -13,6 +13,10 @@ the ``-p`` text, with ``-p`` holding a short pointer to the prompt file.
 * ``result``: ``status`` success or error (``error.message``), ``stats``;
 * ``error`` events are warnings.
 
+:class:`GeminiRenderer` shows the stream to a person: the reply (its
+``delta`` chunks joined into lines), a line per tool call, the tool results
+abbreviated, warnings and the result's error.
+
 ``-o json`` prints one pretty-printed object at the end (``response``,
 ``stats``) or, on failure, nothing on stdout and ``{session_id, error}`` on
 stderr. Quota errors make the process exit 429 mod 256 = 173, and the reset
@@ -30,13 +34,18 @@ from seqrun.backends._support import as_int, as_str, clip, fits_on_argv, pointer
 from seqrun.backends.base import (
     ANY_SESSION_ID,
     AgentCall,
-    decode_json_line,
+    arg_summary,
     executable,
     exit_failure,
     final_message_verdict,
     Invocation,
     LineParser,
     one_line,
+    printable_line,
+    Renderer,
+    result_lines,
+    text_lines,
+    tool_line,
 )
 from seqrun.outcome import Outcome, Usage, Verdict
 
@@ -72,6 +81,9 @@ class GeminiBackend:
     def parser(self) -> GeminiParser:
         return GeminiParser()
 
+    def renderer(self) -> GeminiRenderer:
+        return GeminiRenderer()
+
 
 class GeminiParser(LineParser):
     session_gone = re.compile(r"Error resuming session")
@@ -97,7 +109,7 @@ class GeminiParser(LineParser):
         if text == "{":  # start of a pretty-printed object (-o json), at column 0
             self.block, self.block_chars = [text], 1
             return
-        event = decode_json_line(text)
+        event = self._decode(text)
         if event is not None and isinstance(event.get("type"), str):
             self._event(event)
             return
@@ -234,3 +246,73 @@ def _json_usage(stats: object) -> Usage | None:
             )
             total = usage if total is None else total + usage
     return total
+
+
+#: gemini's tools that change files: shown with ✎.
+EDIT_TOOLS = frozenset({"replace", "write_file", "edit", "smart_edit"})
+#: Longest reply text held back waiting for the end of its line.
+_PENDING_CHARS = 10_000
+
+
+class GeminiRenderer(Renderer):
+    """``-o stream-json`` as a person reads it."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+        """The reply's text after its last newline: ``delta`` chunks end mid-line."""
+
+    def finish(self) -> list[str]:
+        pending, self.pending = self.pending, ""
+        return [printable_line(pending)] if pending.strip() else []
+
+    def _event(self, event: dict) -> list[str] | None:
+        kind = event.get("type")
+        if kind == "message" and event.get("role") == "assistant":
+            return self._reply(as_str(event.get("content")), event.get("delta") is True)
+        lines = self.finish()
+        if kind == "init":
+            model = as_str(event.get("model"))
+            lines.append(f"· session {as_str(event.get('session_id'))}" + (f" · model {model}" if model else ""))
+        elif kind == "message":  # the prompt, echoed
+            lines.append(f"· prompt ({len(as_str(event.get('content')).splitlines())} lines)")
+        elif kind == "tool_use":
+            name = as_str(event.get("tool_name"))
+            lines.append(tool_line(name, arg_summary(event.get("parameters")), edit=name in EDIT_TOOLS))
+        elif kind == "tool_result":
+            if as_str(event.get("status")) == "error":
+                error = event.get("error")
+                message = as_str(error.get("message")) if isinstance(error, dict) else as_str(error)
+                lines.append(f"  ✗ {one_line(message, 300) or 'tool error'}")
+            else:
+                lines += result_lines(as_str(event.get("output")))
+        elif kind == "error":
+            lines.append(f"⚠ {as_str(event.get('message')) or as_str(event.get('severity')) or 'error'}")
+        elif kind == "result":
+            lines += _result_lines(event)
+        else:
+            return lines or None
+        return lines
+
+    def _reply(self, content: str, delta: bool) -> list[str]:
+        lines = [] if delta else self.finish()
+        text = self.pending + content
+        head, newline, tail = text.rpartition("\n")
+        if len(tail) > _PENDING_CHARS:
+            head, newline, tail = text, "\n", ""
+        self.pending = tail
+        return lines + (text_lines(head + newline) if newline else [])
+
+
+def _result_lines(event: dict) -> list[str]:
+    stats = event.get("stats") if isinstance(event.get("stats"), dict) else {}
+    tokens = as_int(stats.get("total_tokens"))
+    calls = as_int(stats.get("tool_calls"))
+    facts = " · ".join(f for f in (f"{tokens} tokens" if tokens is not None else "",
+                                    f"{calls} tool call{'s' if calls != 1 else ''}" if calls else "") if f)
+    status = as_str(event.get("status")) or "success"
+    lines = []
+    error = event.get("error")
+    if isinstance(error, dict):
+        lines.append(f"✗ {_error_reason(as_str(error.get('message')) or as_str(error.get('type')) or 'error')}")
+    lines.append(f"■ result: {status}" + (f" · {facts}" if facts else ""))
+    return lines

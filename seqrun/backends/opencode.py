@@ -15,6 +15,10 @@ prompt file, which is also given as stdin (opencode reads a piped stdin).
 * ``error``: ``error.name`` and ``error.data`` {message, statusCode,
   isRetryable, responseHeaders, responseBody}; a 429 carries ``retry-after``.
 
+:class:`OpenCodeRenderer` shows the JSON stream to a person: the text, a
+line per tool call with its output abbreviated, each step's end but the
+``tool-calls`` ones, and errors (rate limits included).
+
 The default format is read too: the reply on stdout, each tool's ``$ command``
 and output on stderr, closed by a line holding nothing but a colour reset.
 """
@@ -29,13 +33,17 @@ from seqrun.backends._support import as_float, as_int, as_str, clip, fits_on_arg
 from seqrun.backends.base import (
     ANY_SESSION_ID,
     AgentCall,
-    decode_json_line,
+    arg_summary,
     executable,
     exit_failure,
     final_message_verdict,
     Invocation,
     LineParser,
     one_line,
+    Renderer,
+    result_lines,
+    text_lines,
+    tool_line,
 )
 from seqrun.outcome import Outcome, Usage, Verdict
 
@@ -61,6 +69,9 @@ class OpenCodeBackend:
     def parser(self) -> OpenCodeParser:
         return OpenCodeParser()
 
+    def renderer(self) -> OpenCodeRenderer:
+        return OpenCodeRenderer()
+
 
 class OpenCodeParser(LineParser):
     session_gone = re.compile(r"Session not found")
@@ -79,7 +90,7 @@ class OpenCodeParser(LineParser):
     # -- input ---------------------------------------------------------------
 
     def _feed(self, text: str, raw: str) -> None:
-        event = decode_json_line(text)
+        event = self._decode(text)
         if event is not None and isinstance(event.get("type"), str):
             self.saw_json = True
             self._event(event)
@@ -190,3 +201,59 @@ def _error_verdict(error: dict, message: str | None, usage: Usage | None, now: d
             reset_at = parse_retry_after(headers["retry-after"], now)
         return Verdict(Outcome.RATE_LIMITED, with_reset(one_line(summary, 200), reset_at, now), message, reset_at=reset_at, usage=usage)
     return Verdict(Outcome.FAILED, summary, message, usage=usage)
+
+
+#: opencode's tools that change files: shown with ✎.
+EDIT_TOOLS = frozenset({"edit", "write", "patch", "multiedit"})
+
+
+class OpenCodeRenderer(Renderer):
+    """``opencode run --format json`` as a person reads it."""
+
+    def _event(self, event: dict) -> list[str] | None:
+        kind = event.get("type")
+        part = event.get("part") if isinstance(event.get("part"), dict) else {}
+        if kind == "step_start":
+            return []
+        if kind == "text":
+            return text_lines(as_str(part.get("text")))
+        if kind == "reasoning":
+            thought = text_lines(as_str(part.get("text")))
+            return [f"… {thought[0]}"] if thought else []
+        if kind == "tool_use":
+            return _tool_lines(part)
+        if kind == "step_finish":
+            reason = as_str(part.get("reason"))
+            if reason == "tool-calls":
+                return []
+            tokens = part.get("tokens") if isinstance(part.get("tokens"), dict) else {}
+            total = as_int(tokens.get("total"))
+            cost = as_float(part.get("cost"))
+            facts = "".join([f" · {total} tokens" if total is not None else "", f" · ${cost:.4f}" if cost else ""])
+            return [f"■ step finished: {reason or 'stop'}{facts}"]
+        if kind == "error":
+            return [_error_line(event.get("error"))]
+        return None
+
+
+def _tool_lines(part: dict) -> list[str]:
+    name = as_str(part.get("tool"))
+    state = part.get("state") if isinstance(part.get("state"), dict) else {}
+    lines = [tool_line(name, arg_summary(state.get("input")) or as_str(state.get("title")), edit=name in EDIT_TOOLS)]
+    if as_str(state.get("status")) == "error":
+        lines.append(f"  ✗ {one_line(as_str(state.get('error')), 300) or 'tool error'}")
+    else:
+        lines += result_lines(as_str(state.get("output")))
+    return lines
+
+
+def _error_line(error: object) -> str:
+    if not isinstance(error, dict):
+        return f"✗ {as_str(error) or 'error'}"
+    name = as_str(error.get("name")) or "Error"
+    data = error.get("data") if isinstance(error.get("data"), dict) else {}
+    status = as_int(data.get("statusCode"))
+    text = one_line(as_str(data.get("message")), 300)
+    limited = status == 429 or "ratelimit" in name.lower().replace("_", "")
+    head = "rate limited" if limited else name
+    return f"✗ {head}{f' (HTTP {status})' if status else ''}{': ' + text if text else ''}"

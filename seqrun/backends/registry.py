@@ -1,8 +1,14 @@
 """The backend registry plugin: ``--backend``, ``--model``, and the
-``seqrun_register_backends`` hook through which plugins add backends."""
+``seqrun_register_backends`` hook through which plugins add backends.
+
+``--backend``'s name (an unknown one names the closest known) and its CLI on
+PATH are checked at configure, before anything is collected or printed, for
+every run that may start an agent (not ``--co``); a backend an
+``--assign-backend`` answer picks is checked before its first agent."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import shutil
@@ -45,7 +51,9 @@ class BackendRegistry:
         name = self.aliases.get(name, name)
         if name not in self.classes:
             known = ", ".join(sorted(self.classes))
-            raise UsageError(f"unknown backend {name!r} (known: {known})")
+            close = difflib.get_close_matches(name, [*self.classes, *self.aliases], n=1, cutoff=0.6)
+            hint = f"did you mean {self.aliases.get(close[0], close[0])}? " if close else ""
+            raise UsageError(f"unknown backend {name!r} ({hint}known: {known})")
         return name
 
     def get(self, name: str) -> Backend:
@@ -96,7 +104,7 @@ def check_executable(backend: Any, config: Config) -> None:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("agent")
+    group = parser.getgroup("agent", order=20, common=True)  # type: ignore[attr-defined]
     group.add_argument("--backend", default="claude", metavar="NAME",
                        help="agent CLI: codex, claude, gemini, opencode, kiro, codeagent-wrapper, "
                        "command (argv from [tool.seqrun.backends.command]), demo; default claude")
@@ -128,13 +136,11 @@ def seqrun_configure(config: Config) -> None:
             where = config.inipath or "seqrun.toml"
             raise UsageError(f"--backend command needs [backends.command] argv = [\"prog\", "
                              f"\"{{prompt_file}}\", ...] in {where}")
-
-
-@hookimpl
-def seqrun_preflight(session: Session) -> None:
-    # --backend's CLI now; one an --assign-backend answer picks, before its first agent.
-    config = session.config
-    check_backend(config, config.option.backend)
+    if not config.option.collectonly:
+        # The agent CLI now, before anything is collected or printed: a missing
+        # one is the first and only line, not an error after "collected N tasks".
+        # One an --assign-backend answer picks is checked before its first agent.
+        check_backend(config, name)
 
 
 def check_backend(config: Config, name: str) -> Backend:

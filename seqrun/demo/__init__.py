@@ -31,7 +31,7 @@ def copy_project(target: Path) -> Path:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("help and plugins")
+    group = parser.add_argument_group("help")
     group.add_argument("--demo", action="store_true",
                        help="copy a small demo project to --demo-dir and run it with a scripted agent")
     group.add_argument("--demo-dir", default="seqrun-demo", metavar="DIR",

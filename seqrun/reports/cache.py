@@ -330,11 +330,10 @@ class CachePlugin:
 
 def show_cache(config: Config) -> int:
     """Print the cache of every specs root the command line names."""
-    from seqrun.config import DEFAULT_SPECS_ROOT
     from seqrun.main import find_task_files
 
     roots: list[Path] = []
-    for arg in config.args or [str(DEFAULT_SPECS_ROOT)]:
+    for arg in config.args or [str(p) for p in config.default_paths()]:
         path = Path(arg.partition("::")[0])
         if not path.is_absolute():
             path = config.invocation_dir / path
@@ -361,17 +360,19 @@ def show_cache(config: Config) -> int:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
+    # As in pytest, rerunning what failed is a general option; the rest is the cache's.
+    general = parser.add_argument_group("general")
+    general.add_argument("--lf", "--last-failed", dest="last_failed", action="store_true",
+                         help="run only the tasks that failed (or halted) last time; see --lfnf")
+    general.add_argument("--ff", "--failed-first", dest="failed_first", action="store_true",
+                         help="run the tasks that failed last time first, then the rest")
+    general.add_argument("--sw", "--stepwise", dest="stepwise", action="store_true",
+                         help="stop at the first failing task; the next --sw run starts from it")
     group = parser.add_argument_group("cache (<specs root>/.seqrun/cache)")
-    group.add_argument("--lf", "--last-failed", dest="last_failed", action="store_true",
-                       help="run only the tasks that failed (or halted) last time; see --lfnf")
-    group.add_argument("--ff", "--failed-first", dest="failed_first", action="store_true",
-                       help="run the tasks that failed last time first, then the rest")
     group.add_argument("--lfnf", "--last-failed-no-failures", dest="last_failed_no_failures",
                        choices=("all", "none"), default="all",
                        help="with --lf and no known failure among the selected tasks: run all "
                        "(default) or none")
-    group.add_argument("--sw", "--stepwise", dest="stepwise", action="store_true",
-                       help="stop at the first failing task; the next --sw run starts from it")
     group.add_argument("--sw-skip", "--stepwise-skip", dest="stepwise_skip", action="store_true",
                        help="like --sw, but let the first failing task pass and stop at the next")
     group.add_argument("--cache-clear", dest="cache_clear", action="store_true",

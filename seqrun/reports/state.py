@@ -75,7 +75,7 @@ class StatePlugin:
         self.progress: dict[Path, ProgressLog] = {}
         self.spec_of: dict[str, Spec] = {}
         self.started = False
-        self._invocation_dir: Path | None = None
+        self._rootpath: Path | None = None
         self.before_running: dict[tuple[str, str], dict[str, Any]] = {}
         """(spec, task id) → the record's fields before this run marked it
         running, until its report comes: a run stopped while waiting puts
@@ -85,7 +85,7 @@ class StatePlugin:
         """The session id a killed run's attempt left beside its log, if any."""
         path = Path(log)
         if not path.is_absolute():
-            path = self.config.invocation_dir / path
+            path = self._root() / path
         try:
             return session_file(path).read_text(encoding="utf-8").strip() or None
         except (OSError, UnicodeDecodeError):
@@ -112,18 +112,24 @@ class StatePlugin:
         """The spec's cached ``--assign-backend`` answers (saved with the state)."""
         return self._state(spec)[1]["assignments"]
 
+    def _root(self) -> Path:
+        """The project root (where ``.kiro`` is), resolved once."""
+        if self._rootpath is None:
+            self._rootpath = (self.config.rootpath or self.config.invocation_dir).resolve()
+        return self._rootpath
+
     def _relative(self, path: str | Path | None) -> str | None:
-        """A log path as a person reads it: relative to where seqrun was started."""
+        """A log path as a person reads it: relative to the project root, so
+        a run started in a sub-folder records the same paths."""
         if not path:
             return None
-        if self._invocation_dir is None:
-            self._invocation_dir = self.config.invocation_dir.resolve()
+        root = self._root()
         text = os.fspath(path)
-        prefix = os.fspath(self._invocation_dir) + os.sep
+        prefix = os.fspath(root) + os.sep
         if text.startswith(prefix) and "/../" not in text:
             return text[len(prefix):]  # the usual case, without a resolve() per path
         try:
-            return Path(path).resolve().relative_to(self._invocation_dir).as_posix()
+            return Path(path).resolve().relative_to(root).as_posix()
         except (ValueError, OSError):
             return str(path)
 

@@ -18,8 +18,9 @@ Two ways of writing, chosen once per run (like pytest's ``--color``):
   :class:`rich.live.Live` area under them shows the running task (node id,
   title, backend, attempt, elapsed time, why the previous attempt did not
   pass when this one is a rerun, the last line of its output read from
-  the tail of its log, the ``tmux attach`` hint) and the countdown of a
-  ``--delay`` or rate-limit wait. rich's own refresh thread redraws it four
+  the tail of its log, the ``tmux attach`` hint — ``switch-client`` when
+  seqrun runs inside tmux) and the countdown of a ``--delay`` or
+  rate-limit wait. rich's own refresh thread redraws it four
   times a second, so the countdown moves while the runner sleeps.
 
 :mod:`rich` is imported only on the coloured path, the first time something is
@@ -152,7 +153,7 @@ def want_color(mode: str, out: IO[str]) -> bool:
 
 @hookimpl
 def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("reporting")
+    group = parser.getgroup("reporting", order=30, common=True)  # type: ignore[attr-defined]
     group.add_argument("-v", "--verbose", action="count", default=0, help="more output")
     group.add_argument("-q", "--quiet", action="count", default=0, help="less output")
     group.add_argument("-r", dest="reportchars", default="fEH", metavar="CHARS",
@@ -235,7 +236,9 @@ class LiveStatus:
                 rows.append((f"  > {last}", "dim"))
             tmux = self.tmux_session()
             if tmux:
-                rows.append((f"  watch: tmux attach -t {printable(tmux)}", "dim"))
+                from seqrun.terminal.tmux import watch_command
+
+                rows.append((f"  watch: {watch_command(printable(tmux))}", "dim"))
         if waiting is not None:
             left = human_seconds(math.ceil(max(0.0, waiting.deadline - now)))
             if waiting.kind == "rate-limit":
@@ -455,6 +458,14 @@ class TerminalReporter:
     # -- collection -----------------------------------------------------------------
 
     @hookimpl
+    def seqrun_sessionstart(self, session: Session) -> None:
+        if self.verbosity < 0:
+            return
+        for lines in self.config.hook.seqrun_report_session_header(config=self.config):
+            for line in [lines] if isinstance(lines, str) else lines:
+                self.line(printable(line))
+
+    @hookimpl
     def seqrun_deselected(self, items: list[Task]) -> None:
         self.deselected += len(items)
 
@@ -555,7 +566,9 @@ class TerminalReporter:
             self.line(f"        {previous}", "yellow")
         tmux = self.config.stash.get(tmux_session_key, None)
         if tmux and self.verbosity > 0:
-            self.line(f"        watch: tmux attach -t {tmux}")
+            from seqrun.terminal.tmux import watch_command
+
+            self.line(f"        watch: {watch_command(tmux)}")
         if self.verbosity > 0:
             self.line(f"        log: {log_path}")
 

@@ -2,7 +2,9 @@
 
 :func:`run_in_pty` runs one :class:`~seqrun.backends.base.Invocation` and ends
 its whole process tree afterwards; :class:`TmuxSession` runs it the same way
-and shows it in a tmux window a person can attach to and type into.
+and shows it in a tmux window a person can attach to and type into;
+:class:`AgentView` decides what is shown (the rendered stream or the raw
+bytes), in a window and on the console.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ _EXPORTS = {
     "MAX_LINE": "output", "LineSplitter": "output", "OutputSink": "output",
     "ProcessTree": "proctree", "kill_tree": "proctree",
     "ProcessResult": "ptyexec", "Started": "ptyexec", "run_in_pty": "ptyexec",
-    "TmuxError": "tmux", "TmuxSession": "tmux", "sanitize_name": "tmux", "tmux_available": "tmux",
+    "TaskWindow": "tmux", "TmuxError": "tmux", "TmuxSession": "tmux", "sanitize_name": "tmux",
+    "tmux_available": "tmux",
+    "AgentView": "view", "Header": "view", "verdict_line": "view",
 }
 
 __all__ = sorted(_EXPORTS)

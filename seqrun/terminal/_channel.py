@@ -3,8 +3,8 @@
 A Unix stream socket in a private (0700) directory carries frames: one kind
 byte, a 4-byte big-endian length, the payload.
 
-seqrun → window: ``O`` output bytes to show, ``R`` the result line (UTF-8),
-after which seqrun closes the connection.
+seqrun → window: ``O`` output bytes to show, ``R`` the last line (UTF-8:
+the verdict, or the exit status), after which seqrun closes the connection.
 window → seqrun: ``H`` hello and ``W`` window resized, both ``"ROWS COLS"``;
 ``I`` keystrokes for the agent.
 

@@ -1,14 +1,20 @@
 """Run agents so a person can watch them in tmux windows, attach and type.
 
 One tmux session (created detached on first use, on the environment's default
-server, so ``tmux attach -t NAME`` finds it) gets one window per run, named
-``task-<id>``.  The agent runs exactly as in pty mode, in seqrun's own pty
-(:func:`~seqrun.terminal.ptyexec.run_in_pty`): the same process handling,
-log bytes, lines and exit status, so verdicts cannot depend on the mode.  The
-window runs a small viewer (:mod:`seqrun.terminal.window`) that shows the
-output, sends the pane's keystrokes and size to the agent's terminal, and
-shows seqrun's result line at the end.  The agent gets the pane's ``TERM``,
-``TMUX`` and ``TMUX_PANE``, since that is where its output is drawn.
+server, so ``tmux attach -t NAME`` finds it) gets one window per run (named
+by the caller: seqrun's runner uses ``task-<id>``, ``task-<id>#<attempt>``
+from the second attempt on).  The agent runs exactly as in pty mode, in
+seqrun's own pty (:func:`~seqrun.terminal.ptyexec.run_in_pty`): the same
+process handling, log bytes, lines and exit status, so verdicts cannot depend
+on the mode.  The window runs a small viewer (:mod:`seqrun.terminal.window`)
+that shows what seqrun sends it (the raw output, or a header and the rendered
+output: :mod:`seqrun.terminal.view`), sends the pane's keystrokes and size to
+the agent's terminal, and shows seqrun's last line at the end: the exit status
+(:meth:`TmuxSession.run`), or the verdict, sent by
+:meth:`TaskWindow.close` once it is decided, after verification.  Until
+then the viewer waits; if seqrun dies first it says so.  The agent gets the
+pane's ``TERM``, ``TMUX`` and ``TMUX_PANE``, since that is where its output is
+drawn.
 
 The agent starts at once; the viewer connects while it runs (output before
 that is kept and replayed).  Closing the window, or killing the viewer, ends
@@ -39,14 +45,14 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import Any, BinaryIO, Callable
 
 from seqrun.backends.base import Invocation
 from seqrun.terminal import _channel as ch
 from seqrun.terminal.proctree import TreeRecord
 from seqrun.terminal.ptyexec import ProcessResult, Started, agent_env, prepare, run_in_pty
 
-__all__ = ["TmuxError", "TmuxSession", "sanitize_name", "tmux_available"]
+__all__ = ["TaskWindow", "TmuxError", "TmuxSession", "sanitize_name", "tmux_available", "watch_command"]
 
 _CONNECT_TIMEOUT = 30.0
 """How long the viewer may take to start (a cold Python on a loaded machine)."""
@@ -70,11 +76,22 @@ def sanitize_name(text: str, *, limit: int = 64, window: bool = False) -> str:
 
     tmux reserves ``:`` and ``.`` in targets; everything but letters, digits,
     ``_`` and ``-`` becomes ``_`` (runs collapsed). Windows are targeted by
-    their id, never by name, so a window name keeps its dots (``task-1.2``).
+    their id, never by name, so a window name keeps its dots (``task-1.2``)
+    and a ``#`` before digits (``task-1.2#2``, attempt 2): tmux expands
+    formats in ``new-window -n``, and ``#`` followed by a digit is no format
+    (``#(``, ``#{``, ``##`` and ``#W`` are; they become ``_``).
     """
-    allowed = r"[^A-Za-z0-9_.-]+" if window else r"[^A-Za-z0-9_-]+"
-    name = re.sub(allowed, "_", text).lstrip("_-.").rstrip("_")[:limit]
+    allowed = r"[^A-Za-z0-9_.#-]+|#(?!\d)" if window else r"[^A-Za-z0-9_-]+"
+    name = re.sub(allowed, "_", text)
+    name = re.sub(r"__+", "_", name).lstrip("_-.#").rstrip("_")[:limit]
     return name or "seqrun"
+
+
+def watch_command(session: str) -> str:
+    """The command that shows ``session``: ``attach`` from a plain terminal,
+    ``switch-client`` from inside tmux (where ``attach`` refuses to nest)."""
+    verb = "switch-client" if os.environ.get("TMUX") else "attach"
+    return f"tmux {verb} -t {session}"
 
 
 def tmux_available(tmux: str = "tmux") -> bool:
@@ -122,22 +139,16 @@ class _Link:
 
     A thread accepts the viewer's connection and reads from it; output written
     before the viewer connects is kept (its last ``_EARLY_OUTPUT`` bytes) and
-    replayed.  ``cancel`` is set when the caller cancels or the window goes
-    away; keystrokes reach the agent through a pipe read by
+    replayed.  ``cancel`` is set when the caller cancels (``caller_cancel``)
+    or the window goes away; keystrokes reach the agent through a pipe read by
     :func:`run_in_pty` as its ``input_fd``.
     """
 
-    def __init__(
-        self,
-        listener: socket.socket,
-        window_alive: Callable[[], bool],
-        echo: BinaryIO | None,
-        caller_cancel: threading.Event | None,
-    ) -> None:
+    def __init__(self, listener: socket.socket, window_alive: Callable[[], bool]) -> None:
         self._listener = listener
         self._window_alive = window_alive
-        self._echo = echo
-        self._caller_cancel = caller_cancel
+        self.caller_cancel: threading.Event | None = None
+        """The caller's cancel event while the agent runs."""
         self.cancel = threading.Event()
         self.closed: str | None = None
         """Why the window stopped showing the run (set once), or None."""
@@ -160,13 +171,7 @@ class _Link:
     # -- called from run_in_pty's loop ----------------------------------------
 
     def write(self, data: bytes) -> int:
-        """``echo`` for run_in_pty: to the caller's echo, and to the window."""
-        if self._echo is not None:
-            try:
-                self._echo.write(data)
-                self._echo.flush()
-            except (OSError, ValueError):  # a closed terminal: as OutputSink does
-                self._echo = None
+        """Show ``data`` in the window (kept until the viewer connects)."""
         with self._lock:
             if self._conn is None:
                 if self.closed is None:
@@ -319,7 +324,8 @@ class _Link:
                 pass
 
     def _follow_caller(self) -> None:
-        if self._caller_cancel is not None and self._caller_cancel.is_set():
+        caller = self.caller_cancel
+        if caller is not None and caller.is_set():
             self.cancel.set()
 
 
@@ -475,6 +481,25 @@ class TmuxSession:
 
     # -- running -------------------------------------------------------------
 
+    def open(self, window: str, invocation: Invocation) -> TaskWindow:
+        """A new window named ``window`` (sanitised) to run ``invocation`` in.
+
+        Its viewer starts at once; what :meth:`TaskWindow.show` writes before
+        it connects is kept.  Raises what :func:`~seqrun.terminal.ptyexec.prepare`
+        raises (a missing CLI, folder or stdin file) before any window exists.
+        """
+        prepared = prepare(invocation, agent_env(invocation))
+        listening = _Listener()
+        listener, socket_path = listening.__enter__()
+        try:
+            command = [sys.executable, "-S", VIEWER, socket_path]
+            pane = self._open_window(sanitize_name(window, window=True), command, prepared.cwd or os.getcwd())
+        except BaseException:
+            listening.__exit__(None, None, None)
+            raise
+        link = _Link(listener, lambda: self._window_alive(pane.window_id))
+        return TaskWindow(self, invocation, pane, link, listening)
+
     def run(
         self,
         window: str,
@@ -483,39 +508,25 @@ class TmuxSession:
         log_path: Path | None,
         on_line: Callable[[str], None],
         echo: BinaryIO | None = None,
-        timeout: float | None = None,
-        idle_timeout: float | None = None,
-        cancel: threading.Event | None = None,
-        grace: float = 5.0,
-        token: str | None = None,
-        on_processes: Callable[[TreeRecord], None] | None = None,
+        **kwargs: Any,
     ) -> ProcessResult:
-        """Run ``invocation`` and show it in a new window named ``window`` (sanitised).
+        """Run ``invocation`` in a new window named ``window`` (sanitised),
+        showing its output as it is, and its exit status at the end.
 
-        Same contract as :func:`~seqrun.terminal.ptyexec.run_in_pty`.  If the
-        window is closed mid-run the agent's tree is ended and the result
-        carries ``error``.  Raises :class:`TmuxError` if the window's viewer
-        never connected (the agent is ended first).
+        Same contract as :func:`~seqrun.terminal.ptyexec.run_in_pty`, whose
+        keyword arguments it takes.  If the window is closed mid-run the
+        agent's tree is ended and the result carries ``error``.  Raises
+        :class:`TmuxError` if the window's viewer never connected (the agent
+        is ended first).
         """
-        prepared = prepare(invocation, agent_env(invocation))  # fail before any window
-        cwd = prepared.cwd or os.getcwd()
-        with _Listener() as (listener, socket_path):
-            command = [sys.executable, "-S", VIEWER, socket_path]
-            pane = self._open_window(sanitize_name(window, window=True), command, cwd)
-            link = _Link(listener, lambda: self._window_alive(pane.window_id), echo, cancel)
-            try:
-                shown = dataclasses.replace(invocation, env={**pane.env, **invocation.env})
-                result = run_in_pty(
-                    shown, log_path=log_path, on_line=on_line, echo=link,  # type: ignore[arg-type]
-                    timeout=timeout, idle_timeout=idle_timeout, cancel=link.cancel, grace=grace,
-                    rows=pane.rows, cols=pane.cols, input_fd=link.input_fd, on_start=link.started,
-                    token=token, on_processes=on_processes,
-                )
-                result = self._account(result, link, cancel, pane.window_id)
-                link.finish(_result_line(result, link.closed or _limit_message(result, timeout, idle_timeout)))
-            finally:
-                link.close()
-                self._finish_window(pane.window_id)
+        shown = self.open(window, invocation)
+        ended = None
+        try:
+            result = shown.run(log_path=log_path, on_line=on_line,
+                               echo=shown if echo is None else _Tee(shown, echo), **kwargs)
+            ended = shown.ended
+        finally:
+            shown.close(ended)
         return result
 
     def _account(
@@ -530,6 +541,106 @@ class TmuxSession:
                 f"the window shows: {self._pane_tail(window_id)}"
             )
         return dataclasses.replace(result, interrupted=False, error=result.error or link.closed)
+
+
+class TaskWindow:
+    """One agent run's window, from its creation to its last line.
+
+    :meth:`run` runs the agent (once); :meth:`show` writes to the window
+    (a header, rendered output); :meth:`close` ends it with a last line (the
+    verdict), which the viewer shows until the window is closed. A window
+    closed without a line says that seqrun stopped (the viewer's ``GONE``),
+    as does one whose seqrun is killed before it is closed.
+    """
+
+    def __init__(self, session: TmuxSession, invocation: Invocation, pane: Pane, link: _Link,
+                 listening: _Listener) -> None:
+        self._session = session
+        self._invocation = invocation
+        self.pane = pane
+        self._link = link
+        self._listening = listening
+        self.ended: str | None = None
+        """How the agent ended (``[seqrun] exit 0 after 4.0s``), once it has."""
+        self._closed = False
+
+    @property
+    def window_id(self) -> str:
+        return self.pane.window_id
+
+    def write(self, data: bytes) -> int:
+        """Show ``data`` (bytes for a terminal: lines end in ``\\n`` or ``\\r\\n``)."""
+        return self._link.write(data)
+
+    show = write
+
+    def flush(self) -> None:
+        pass
+
+    def run(
+        self,
+        *,
+        log_path: Path | None,
+        on_line: Callable[[str], None],
+        echo: BinaryIO | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        cancel: threading.Event | None = None,
+        grace: float = 5.0,
+        token: str | None = None,
+        on_processes: Callable[[TreeRecord], None] | None = None,
+    ) -> ProcessResult:
+        """Run the agent in seqrun's pty, the pane's size and keystrokes
+        passed on; ``echo`` gets its output to show (this window itself when
+        None).  Same contract as :func:`~seqrun.terminal.ptyexec.run_in_pty`."""
+        link = self._link
+        link.caller_cancel = cancel
+        shown = dataclasses.replace(self._invocation, env={**self.pane.env, **self._invocation.env})
+        result = run_in_pty(
+            shown, log_path=log_path, on_line=on_line, echo=self if echo is None else echo,  # type: ignore[arg-type]
+            timeout=timeout, idle_timeout=idle_timeout, cancel=link.cancel, grace=grace,
+            rows=self.pane.rows, cols=self.pane.cols, input_fd=link.input_fd, on_start=link.started,
+            token=token, on_processes=on_processes,
+        )
+        link.caller_cancel = None
+        result = self._session._account(result, link, cancel, self.window_id)
+        self.ended = _result_line(result, link.closed or _limit_message(result, timeout, idle_timeout))
+        return result
+
+    def close(self, line: str | None) -> None:
+        """Show ``line`` last (None: the viewer says seqrun stopped), and let
+        ``--keep-windows`` prune older windows. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if line is not None:
+                self._link.finish(line)
+        finally:
+            self._link.close()
+            self._listening.__exit__(None, None, None)
+            self._session._finish_window(self.window_id)
+
+
+class _Tee:
+    """Output shown in two places (a window and the console's ``-s`` echo)."""
+
+    def __init__(self, first: BinaryIO | TaskWindow, second: BinaryIO) -> None:
+        self._first: Any = first
+        self._second: BinaryIO | None = second
+
+    def write(self, data: bytes) -> int:
+        self._first.write(data)
+        if self._second is not None:
+            try:
+                self._second.write(data)
+                self._second.flush()
+            except (OSError, ValueError):  # a closed terminal: as OutputSink does
+                self._second = None
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 class _Listener:

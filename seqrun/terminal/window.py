@@ -2,15 +2,19 @@
 
 The agent itself runs in seqrun's own pty, exactly as in pty mode (same
 process, same log, same verdict); the window only shows it.  This program
-connects to seqrun's socket, writes the agent's output to the pane, passes
-the pane's keystrokes (Ctrl-C included) and size back to the agent's
-terminal, and shows seqrun's one-line result at the end.
+connects to seqrun's socket, writes what seqrun sends to the pane (a header
+and the agent's rendered output, or its raw bytes: seqrun decides, see
+:mod:`seqrun.terminal.view`), passes the pane's keystrokes (Ctrl-C included)
+and size back to the agent's terminal, and shows seqrun's last line at the
+end: the attempt's verdict, which can come long after the agent exited
+(verification runs first). Until it comes the viewer waits; if the
+connection ends without it, it shows :data:`GONE`.
 
 It is started as a plain file, without ``site`` and without importing the
 seqrun package: only the standard library and :mod:`_channel` (found next to
 this file, which Python puts first on ``sys.path``).  Every task opens a
-window, so what this imports is paid at every task.  No task data reaches it:
-its one argument is the socket's path in a private directory.
+window, so what this imports is paid at every task.  No task data is on its
+command line: its one argument is the socket's path in a private directory.
 
 Closing the window (SIGHUP) ends this program; seqrun sees the socket close
 and ends the agent: an agent nobody watches over must not keep working.
