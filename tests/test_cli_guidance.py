@@ -236,6 +236,13 @@ def test_a_missing_cli_is_reported_before_anything_is_collected(make_spec, proje
     assert result.returncode == 4
     assert one_error_line(result).startswith("ERROR: codex not found on PATH")
     assert result.stdout == ""
+    # A PATH that holds no tasks is the first mistake to say: installing the
+    # CLI would not make it run.
+    (project / ".kiro" / "specs" / "feature" / "requirements.md").write_text(KIRO_REQUIREMENTS)
+    result = seqrun("--no-tmux", "--backend", "codex", ".kiro/specs/feature/requirements.md", cwd=project,
+                    env={"PATH": os.path.dirname(sys.executable)})
+    assert result.returncode == 4
+    assert "requirements document, not its task list" in one_error_line(result)
 
 
 # -- --help ----------------------------------------------------------------------------------

@@ -136,11 +136,19 @@ def seqrun_configure(config: Config) -> None:
             where = config.inipath or "seqrun.toml"
             raise UsageError(f"--backend command needs [backends.command] argv = [\"prog\", "
                              f"\"{{prompt_file}}\", ...] in {where}")
-    if not config.option.collectonly:
-        # The agent CLI now, before anything is collected or printed: a missing
-        # one is the first and only line, not an error after "collected N tasks".
-        # One an --assign-backend answer picks is checked before its first agent.
-        check_backend(config, name)
+
+
+@hookimpl(tryfirst=True)
+def seqrun_collection_finish(session: Session) -> None:
+    """The agent CLI, once the PATHs are known to hold tasks (a mistaken
+    PATH is the first thing said) and before anything else is printed or
+    written: a missing CLI is the only line, not an error after "collected
+    N tasks". One an --assign-backend answer picks is checked before its
+    first agent."""
+    config = session.config
+    runs_agents = not (config.option.collectonly or getattr(config.option, "status", False))
+    if session.items and runs_agents:
+        check_backend(config, registry(config).resolve(config.option.backend))
 
 
 def check_backend(config: Config, name: str) -> Backend:
