@@ -66,6 +66,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "cacheprovider": "seqrun.reports.cache",
     "junitxml": "seqrun.reports.junitxml",
     "reportlog": "seqrun.reports.reportlog",
+    "html": "seqrun.reports.html",
     "verify": "seqrun.verify",
     "gitcommit": "seqrun.gitcommit",
     "guardrails": "seqrun.guardrails",
