@@ -192,7 +192,8 @@ def test_a_report_in_a_missing_folder_is_a_usage_error(project, make_spec, run_s
     use_command_agent(project, "open('ran', 'w')\n")
     result = run_seqrun("--backend", "command", "--no-tmux", "--html", "no/such/folder/r.html")
     assert result.returncode == 4, result.stdout + result.stderr
-    assert "--html" in result.stderr and not (project / "ran").exists()
+    assert "cannot write --html no/such/folder/r.html" in result.stderr, result.stderr
+    assert not (project / "ran").exists()
 
 
 # -- in a real browser ------------------------------------------------------------------------
