@@ -9,6 +9,7 @@ suite only checks that this script runs (tests/test_bench.py).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -255,11 +256,67 @@ def seed_reference(_args: argparse.Namespace, _tmp: Path) -> list[Figure]:
     ]
 
 
+def write_html_state(root: Path, tasks: int, attempts_per_task: int) -> Path:
+    """A project whose state file records ``tasks`` tasks of ``attempts_per_task``
+    attempts each (a failure, then a pass), with a 20 kB log and a 6 kB prompt
+    per attempt, as a night of reruns leaves them."""
+    specs = root / ".kiro" / "specs"
+    folder = specs / "night"
+    folder.mkdir(parents=True)
+    (folder / "tasks.md").write_text("".join(f"- [x] {i}. Task number {i} of the night\n"
+                                             f"  - _Requirements: {i % 7}.{i % 3}_\n"
+                                             for i in range(1, tasks + 1)))
+    log_line = "assistant: working on the task, reading files and running the tests\n"
+    start = time.time() - tasks * attempts_per_task * 60
+    records = {}
+    for i in range(1, tasks + 1):
+        logs = specs / ".seqrun" / "logs" / "night" / str(i)
+        logs.mkdir(parents=True)
+        history = []
+        for n in range(1, attempts_per_task + 1):
+            (logs / f"{n}.log").write_text(log_line * 300)
+            (logs / f"{n}.prompt.md").write_text("You are working on task %d.\n" % i * 200)
+            passed = n == attempts_per_task
+            history.append({
+                "attempt": n, "run_id": "bench", "duration": 50.0,
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                            time.gmtime(start + ((i - 1) * attempts_per_task + n) * 60)),
+                "outcome": "passed" if passed else "failed", "kind": "passed" if passed else "no-marker",
+                "reason": None if passed else "no TASK_DONE marker in the final message",
+                "backend": "claude", "log": f".kiro/specs/.seqrun/logs/night/{i}/{n}.log",
+                "prompt": f".kiro/specs/.seqrun/logs/night/{i}/{n}.prompt.md", "session_id": None,
+                "usage": {"input_tokens": 3000, "output_tokens": 200, "cost_usd": 0.02},
+            })
+        records[str(i)] = {"status": "passed", "kind": "passed", "title": f"Task number {i} of the night",
+                           "attempts": attempts_per_task, "history": history,
+                           "updated_at": history[-1]["started_at"]}
+    spec = {"completed": [str(i) for i in range(1, tasks + 1)], "halted": False, "started_at": None,
+            "assignments": {}, "halted_at": None, "halted_task": None, "completed_at": None, "failed": [],
+            "tasks": records}
+    (specs / "SEQUENTIAL_STATE.json").write_text(json.dumps({"version": 2, "spec": "night", "specs": {"night": spec}}))
+    return root
+
+
+def html_report(tasks: int, attempts_per_task: int, runs: int, tmp: Path) -> list[Figure]:
+    """``seqrun --status --html`` on a recorded night: the whole command, from
+    the state file to the written report (logs and prompts linked, their tails inlined)."""
+    project = write_html_state(tmp / "html", tasks, attempts_per_task)
+    argv = [sys.executable, "-m", "seqrun", "--status", "--html", "report.html"]
+    took = median_wall(argv, project, runs, bench_env())
+    size = (project / "report.html").stat().st_size / 1e6
+    n = tasks * attempts_per_task
+    return [
+        Figure(f"seqrun --status --html, {tasks} tasks, {n} attempts", took, "s", "< 1 s", took < 1.0),
+        Figure(f"HTML report size, {tasks} tasks, {n} attempts", size, "MB", "< 5 MB", size < 5.0),
+    ]
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
     "collection": lambda a, tmp: collection([10, 50] if a.quick else [50, 1000, 5000], 2 if a.quick else 5, tmp),
     "overhead-pty": lambda a, tmp: overhead([10, 20] if a.quick else [200, 800], 1 if a.quick else 5, tmp, False),
     "overhead-tmux": lambda a, tmp: overhead([5, 10] if a.quick else [50, 200], 1 if a.quick else 2, tmp, True),
     "output-volume": lambda a, tmp: output_volume(10 if a.quick else 200, tmp),
+    "html": lambda a, tmp: html_report(20 if a.quick else 300, 2, 1 if a.quick else 3, tmp),
     "seed": seed_reference,
 }
 
@@ -290,6 +347,8 @@ def write_doc(rows: list[str], seconds: float) -> None:
         "  isolated with TMUX_TMPDIR);",
         "- output volume: an agent printing 200 MB; peak RSS of seqrun and bytes per second through",
         "  the pty (the log receives every byte);",
+        "- HTML report: `seqrun --status --html` on a state file of 300 tasks and 600 attempts,",
+        "  each with a 20 kB log and a 6 kB prompt (linked; their tails inlined): wall time and file size;",
         "- the seed script's published per-task cost, for reference (not re-measured).",
         "",
     ])

@@ -30,6 +30,9 @@ def check_demo_results(demo: Path, result: subprocess.CompletedProcess[str]) -> 
     assert (demo / "demo-output.txt").exists()
     assert "<testsuite " in (demo / "report.xml").read_text()
     assert (demo / "report-log.jsonl").read_text().count("\n") >= 8
+    report = (demo / "report.html").read_text()
+    assert report.count('<section class="task o-passed"') == 3 and report.count('class="bar o-passed"') == 3
+    assert f"  {demo.resolve() / 'report.html'}" in result.stdout
     assert "3 passed" in result.stdout
 
 

@@ -53,6 +53,8 @@ def seqrun_cmdline_main(config: Config) -> int | None:
         argv += ["--junitxml", "report.xml"]
     if hasattr(config.option, "report_log"):
         argv += ["--report-log", "report-log.jsonl"]
+    if hasattr(config.option, "html"):
+        argv += ["--html", "report.html"]
     if config.option.no_tmux:
         argv.append("--no-tmux")
     code = main(argv)
@@ -61,7 +63,7 @@ def seqrun_cmdline_main(config: Config) -> int | None:
     print()
     print("what the run left behind:")
     for name in (".kiro/specs/greeting/tasks.md", ".kiro/specs/SEQUENTIAL_STATE.json",
-                 ".kiro/specs/SEQUENTIAL_PROGRESS.md", "report.xml", "report-log.jsonl",
+                 ".kiro/specs/SEQUENTIAL_PROGRESS.md", "report.xml", "report.html", "report-log.jsonl",
                  "demo-output.txt", ".kiro/specs/.seqrun/logs/greeting/"):
         if (target / name).exists():
             print(f"  {target / name}")

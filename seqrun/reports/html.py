@@ -446,7 +446,7 @@ def timeline(run: RunView, width: float = 1000.0) -> Timeline:
                  href=None) for w in run.waits]
     step = _tick_step(span)
     ticks = tuple((label_width + k * step * scale, _duration(k * step)) for k in range(int(span // step) + 1))
-    return Timeline(width=width, height=lane_height * max(len(lanes), 1) + 20, lane_height=lane_height,
+    return Timeline(width=width, height=lane_height * max(len(lanes), 1) + 18, lane_height=lane_height,
                     label_width=label_width, lanes=lanes, bars=tuple(bars), waits=tuple(waits), ticks=ticks)
 
 
