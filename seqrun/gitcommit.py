@@ -9,7 +9,7 @@ task and listing the subtasks.
 
 Never committed: seqrun's run files (``SEQUENTIAL_STATE.json``,
 ``SEQUENTIAL_PROGRESS.md``, ``.seqrun/`` beside the specs, and the
-``--junitxml``, ``--report-log`` and ``--detach-log`` files): they are rewritten after the
+``--junitxml``, ``--report-log``, ``--html`` and ``--detach-log`` files): they are rewritten after the
 commit, so they would always be one task behind.
 
 Checked before anything runs (a usage error, exit 4, otherwise): git is
@@ -109,7 +109,8 @@ class GitCommitter:
         paths = [root / name for root in roots for name in RUN_FILES]
         opt = self.config.option
         detach_log = getattr(opt, "detach_log", None) if getattr(opt, "detach", False) else None
-        for report in (getattr(opt, "junit_xml", None), getattr(opt, "report_log", None), detach_log):
+        for report in (getattr(opt, "junit_xml", None), getattr(opt, "report_log", None),
+                       getattr(opt, "html", None), detach_log):
             if report:
                 paths.append(self.config.invocation_dir / report)
         rels = (self._rel(p) for p in paths)

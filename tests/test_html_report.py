@@ -317,3 +317,30 @@ def test_in_chromium_the_screenshot_is_not_blank(night, tmp_path):
     shot = tmp_path / "shot.png"
     assert shot.is_file(), result.stderr[-2000:]
     assert png_colours(shot.read_bytes()) > 20
+
+
+WRITES_A_FILE = """\
+import sys
+open("hello-" + sys.argv[1] + ".txt", "w").write("hello <b>world</b>\\n")
+print("<promise>TASK_DONE</promise>")
+"""
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_with_git_commit_each_task_shows_its_commit_and_the_report_is_not_committed(project, make_spec,
+                                                                                     run_seqrun):
+    make_spec("- [ ] 1. Say hello\n- [ ] 2. Say it again\n")
+    use_command_agent(project, WRITES_A_FILE, "{task_id}")
+    for args in (["init", "-q", "-b", "main"], ["config", "user.email", "seqrun@example.com"],
+                 ["config", "user.name", "seqrun tests"], ["config", "commit.gpgsign", "false"],
+                 ["add", "-A"], ["commit", "-q", "-m", "initial"]):
+        subprocess.run(["git", *args], cwd=project, check=True, capture_output=True)
+    result = run_seqrun("--backend", "command", "--delay", "0", "--no-tmux", "--git-commit", "--html", "r.html")
+    assert result.returncode == 0, result.stdout + result.stderr
+    committed = subprocess.run(["git", "show", "--name-only", "--format=", "HEAD"], cwd=project, text=True,
+                               capture_output=True, check=True).stdout.split()
+    assert "hello-2.txt" in committed and "r.html" not in committed  # written after task 1
+    html = (project / "r.html").read_text(encoding="utf-8")
+    assert re.search(r'<pre class="diffstat">[0-9a-f]{40} seqrun: feature 1 Say hello\n', html)
+    assert re.search(r"^ hello-1.txt +\| 1 \+$", html, re.M)
+    assert "+hello &lt;b&gt;world&lt;/b&gt;" in html

@@ -53,6 +53,8 @@ LOG_TAIL = 2000
 PROMPT_HEAD = 3000
 #: Characters of one verification command's output shown inline.
 CHECK_TAIL = 2000
+#: Characters of a ``--git-commit`` commit's patch shown inline.
+PATCH_LIMIT = 20000
 #: Gaps between two attempts shorter than this are not drawn as waits.
 MIN_GAP = 0.5
 
@@ -95,6 +97,50 @@ class WaitView:
 
 
 @dataclass(frozen=True)
+class GitCommit:
+    """The commit ``--git-commit`` made for a task: its diffstat and (bounded) patch."""
+
+    sha: str
+    stat: str
+    patch: str
+    truncated: bool
+
+
+class GitCommits:
+    """``git show`` of the commits a report names, each asked once: the report
+    is rebuilt after every task, the commits of the earlier ones do not change."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.known: dict[str, GitCommit | None] = {}
+
+    def get(self, sha: str) -> GitCommit | None:
+        if sha not in self.known:
+            self.known[sha] = self._show(sha)
+        return self.known[sha]
+
+    def _show(self, sha: str) -> GitCommit | None:
+        from seqrun.gitcommit import GitError, git
+
+        if not sha.isalnum():
+            return None
+        try:
+            stat = git(["show", "--no-color", "--stat", "--format=%H %s", sha], self.root).stdout
+            patch = git(["show", "--no-color", "--format=", "--patch", sha], self.root).stdout
+        except GitError:
+            return None
+        return GitCommit(sha=sha, stat=stat.strip(), patch=patch[:PATCH_LIMIT], truncated=len(patch) > PATCH_LIMIT)
+
+
+def _commit_sha(report: dict[str, Any] | None) -> str | None:
+    """The ``git commit`` section :mod:`seqrun.gitcommit` adds to a passed task's report."""
+    for section in (report or {}).get("sections") or ():
+        if isinstance(section, (list, tuple)) and len(section) == 2 and section[0] == "git commit":
+            return str(section[1]).strip() or None
+    return None
+
+
+@dataclass(frozen=True)
 class TaskView:
     nodeid: str
     spec: str
@@ -106,6 +152,7 @@ class TaskView:
     kind: str | None
     reason: str | None
     attempts: tuple[AttemptView, ...]
+    commit: GitCommit | None = None
 
     @property
     def failed(self) -> bool:
@@ -329,9 +376,10 @@ def _spec_records(specs: Iterable[Spec]) -> dict[str, dict[str, Any]]:
 
 
 def build(tasks: Sequence[Task], run: RunRecords, report_path: Path, root: Path, source: str,
-          states: dict[str, dict[str, Any]] | None = None) -> RunView:
+          states: dict[str, dict[str, Any]] | None = None, commits: GitCommits | None = None) -> RunView:
     """The view of ``tasks``: their state records (read now unless given),
-    completed by the events of ``run``."""
+    completed by the events of ``run`` (and their ``--git-commit`` commits)."""
+    commits = commits or GitCommits(root)
     specs = list(dict.fromkeys(t.spec for t in tasks if t.spec is not None))
     states = _spec_records(specs) if states is None else states
     locator = Locator(report_path.parent, root)
@@ -355,6 +403,7 @@ def build(tasks: Sequence[Task], run: RunRecords, report_path: Path, root: Path,
             requirements=tuple(task.metadata.requirements), outcome=str(outcome),
             kind=kind, reason=reason,
             attempts=tuple(_attempt_view(task, r, locator, i) for i, r in enumerate(records)),
+            commit=commits.get(sha) if (sha := _commit_sha(report)) else None,
         ))
     return _summarize(views, run, specs, source)
 
@@ -513,10 +562,11 @@ class HtmlReport:
         self.path = path
         self.run = RunRecords(argv=list(config.argv))
         self.tasks: list[Task] = []
+        self.commits = GitCommits(config.rootpath or config.invocation_dir)
 
     def write(self) -> None:
         root = self.config.rootpath or self.config.invocation_dir
-        write(self.path, build(self.tasks, self.run, self.path, root, source="this run"))
+        write(self.path, build(self.tasks, self.run, self.path, root, source="this run", commits=self.commits))
 
     @hookimpl
     def seqrun_sessionstart(self, session: Session) -> None:
