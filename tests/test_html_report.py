@@ -344,3 +344,27 @@ def test_with_git_commit_each_task_shows_its_commit_and_the_report_is_not_commit
     assert re.search(r'<pre class="diffstat">[0-9a-f]{40} seqrun: feature 1 Say hello\n', html)
     assert re.search(r"^ hello-1.txt +\| 1 \+$", html, re.M)
     assert "+hello &lt;b&gt;world&lt;/b&gt;" in html
+
+
+PASSES_THE_SECOND_NIGHT = """\
+import os
+if os.path.exists("second-night"):
+    print("<promise>TASK_DONE</promise>")
+else:
+    print("not done yet")
+"""
+
+
+def test_the_timeline_is_of_the_last_run_and_each_task_lists_every_attempt(project, make_spec, run_seqrun):
+    make_spec("- [ ] 1. Takes two nights\n")
+    use_command_agent(project, PASSES_THE_SECOND_NIGHT)
+    first = run_seqrun("--backend", "command", "--delay", "0", "--no-tmux", "--reruns", "0")
+    assert first.returncode == 1, first.stdout + first.stderr
+    (project / "second-night").touch()
+    second = run_seqrun("--backend", "command", "--delay", "0", "--no-tmux", "--html", "tonight.html")
+    assert second.returncode == 0, second.stdout + second.stderr
+    for html in ((project / "tonight.html").read_text(encoding="utf-8"),
+                 (run_seqrun("--status", "--html", "again.html"), (project / "again.html").read_text())[1]):
+        assert parse(html).bars == ["bar o-passed"]
+        assert re.search(r"Attempt 1: <span class=\"badge o-failed\">failed \[no-marker\]", html)
+        assert re.search(r"Attempt 2: <span class=\"badge o-passed\">passed<", html)

@@ -24,6 +24,7 @@ Guarantees:
 from __future__ import annotations
 
 import argparse
+import calendar
 import copy
 import json
 import os
@@ -200,6 +201,8 @@ class RunView:
     rate_limit_seconds: float
     delay_seconds: float
     by_backend: dict[str, dict[str, float]] = field(default_factory=dict)
+    run_ids: frozenset[str] = frozenset()
+    """The runs whose attempts are on the timeline and in the summary."""
 
 
 # -- reading files, bounded ---------------------------------------------------------------
@@ -237,15 +240,10 @@ def _epoch(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            return float(time.mktime(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")) - _utc_offset())
+            return float(calendar.timegm(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")))
         except (ValueError, OverflowError):
             return None
     return None
-
-
-def _utc_offset() -> float:
-    now = time.time()
-    return time.mktime(time.gmtime(now)) - now
 
 
 def _number(value: Any) -> float | None:
@@ -405,30 +403,37 @@ def build(tasks: Sequence[Task], run: RunRecords, report_path: Path, root: Path,
             attempts=tuple(_attempt_view(task, r, locator, i) for i, r in enumerate(records)),
             commit=commits.get(sha) if (sha := _commit_sha(report)) else None,
         ))
-    return _summarize(views, run, specs, source)
+    return _summarize(views, run, specs, source, states)
 
 
-def _summarize(views: list[TaskView], run: RunRecords, specs: list[Spec], source: str) -> RunView:
+def _summarize(views: list[TaskView], run: RunRecords, specs: list[Spec], source: str,
+               states: dict[str, dict[str, Any]]) -> RunView:
     counts: dict[str, int] = {}
     for view in views:
         counts[view.outcome] = counts.get(view.outcome, 0) + 1
-    attempts = sorted(((a, v) for v in views for a in v.attempts if a.started_at is not None),
-                      key=lambda pair: pair[0].started_at or 0.0)
-    agent = sum(a.duration or 0.0 for v in views for a in v.attempts)
+    # The run the report is of: this one (its events), or the last one the state file records.
+    every = sorted(((a, v) for v in views for a in v.attempts if a.started_at is not None),
+                   key=lambda pair: (pair[0].started_at or 0.0, pair[0].number))
+    if run.argv is not None:
+        run_ids = frozenset(str(e.get("run_id")) for e in run.attempts)
+    else:
+        run_ids = frozenset({str(every[-1][0].run_id)} if every else ())
+    attempts = [(a, v) for a, v in every if str(a.run_id) in run_ids]
+    started = run.started_at
+    if started is None or (attempts and (attempts[0][0].started_at or 0.0) < started):
+        started = attempts[0][0].started_at if attempts else None
+    agent = sum(a.duration or 0.0 for a, _ in attempts)
     by_backend: dict[str, dict[str, float]] = {}
-    for v in views:
-        for a in v.attempts:
-            row = by_backend.setdefault(a.backend or "unknown", {"attempts": 0, "seconds": 0.0,
-                                                                 "tokens": 0, "cost_usd": 0.0})
-            row["attempts"] += 1
-            row["seconds"] += a.duration or 0.0
-            usage = a.usage or {}
-            row["tokens"] += sum(int(_number(usage.get(k)) or 0) for k in ("input_tokens", "output_tokens"))
-            row["cost_usd"] += _number(usage.get("cost_usd")) or 0.0
+    for a, _ in attempts:
+        row = by_backend.setdefault(a.backend or "unknown", {"attempts": 0, "seconds": 0.0,
+                                                             "tokens": 0, "cost_usd": 0.0})
+        row["attempts"] += 1
+        row["seconds"] += a.duration or 0.0
+        usage = a.usage or {}
+        row["tokens"] += sum(int(_number(usage.get(k)) or 0) for k in ("input_tokens", "output_tokens"))
+        row["cost_usd"] += _number(usage.get("cost_usd")) or 0.0
     waits = _waits(attempts, run)
-    starts = [a.started_at for a, _ in attempts if a.started_at is not None]
     ends = [(a.started_at or 0.0) + (a.duration or 0.0) for a, _ in attempts]
-    started = run.started_at if run.started_at is not None else min(starts, default=None)
     ended = run.ended_at if run.ended_at is not None else max(ends, default=None)
     return RunView(
         specs=tuple(s.nodeid for s in specs),
@@ -437,7 +442,7 @@ def _summarize(views: list[TaskView], run: RunRecords, specs: list[Spec], source
         tasks=tuple(views), waits=tuple(waits), counts=counts, agent_seconds=agent,
         rate_limit_seconds=sum(w.seconds for w in waits if w.what == "rate-limit"),
         delay_seconds=sum(w.seconds for w in waits if w.what == "delay"),
-        by_backend=by_backend,
+        by_backend=by_backend, run_ids=run_ids,
     )
 
 
@@ -450,8 +455,8 @@ def _waits(attempts: list[tuple[AttemptView, TaskView]], run: RunRecords) -> lis
     for (before, _), (after, task) in zip(attempts, attempts[1:]):
         end = (before.started_at or 0.0) + (before.duration or 0.0)
         gap = (after.started_at or 0.0) - end
-        if gap < MIN_GAP:
-            continue
+        if gap < MIN_GAP or before.run_id != after.run_id:
+            continue  # two runs apart is not a wait of either
         limited = before.outcome == "rate_limited" or any(end - 1 <= t <= after.started_at for t, _ in logged)
         reason = next((str(w.get("reason") or "") for t, w in logged if end - 1 <= t <= (after.started_at or 0)),
                       before.reason or "") if limited else "--delay between agent runs"
@@ -468,11 +473,9 @@ def timeline(run: RunView, width: float = 1000.0) -> Timeline:
     lanes = run.tasks
     lane_height = 18.0 if len(lanes) <= 40 else 10.0
     label_width = 90.0
-    start = run.started_at
-    times = [a.started_at for t in lanes for a in t.attempts if a.started_at is not None]
-    if start is None or (times and min(times) < start):
-        start = min(times, default=0.0)
-    ends = [(a.started_at or 0.0) + (a.duration or 0.0) for t in lanes for a in t.attempts]
+    start = run.started_at or 0.0
+    ends = [(a.started_at or 0.0) + (a.duration or 0.0) for t in lanes for a in t.attempts
+            if a.started_at is not None and str(a.run_id) in run.run_ids]
     end = max([*ends, run.ended_at or 0.0, start + 1.0])
     span = max(end - start, 1.0)
     scale = (width - label_width - 10) / span
@@ -480,8 +483,8 @@ def timeline(run: RunView, width: float = 1000.0) -> Timeline:
     bars = []
     for i, task in enumerate(lanes):
         for a in task.attempts:
-            if a.started_at is None:
-                continue
+            if a.started_at is None or str(a.run_id) not in run.run_ids:
+                continue  # an earlier run's: listed with its task, not on this run's timeline
             label = (f"{task.id} attempt {a.number}: {a.outcome.replace('_', ' ')}"
                      + (f" [{a.kind}]" if a.kind and a.kind != a.outcome else "")
                      + (f" — {a.reason}" if a.reason else "")

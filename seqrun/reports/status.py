@@ -14,7 +14,8 @@ Guarantees:
   writes the state, a report or a log is registered, no agent is started and
   no backend CLI is looked for. The state file is read as a run reads it (a
   corrupt one is a usage error, exit 4, and is left as it is). No file or
-  folder is created or written, lock files included.
+  folder is created or written, lock files included — but the report
+  ``--html PATH`` names (:mod:`seqrun.reports.html`), when given.
 - **Works during a run.** No lock is taken. A run is *going on* when a lock
   of the spec (:mod:`seqrun.lock`: the runtime locks, then the tree lock) is
   held — asked with :func:`seqrun.lock.lock_holder`, a non-blocking probe on
