@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import FAKE_BIN, REPO, seqrun_env, use_command_agent
+from conftest import seqrun_env, use_command_agent
 
 SPECS = Path(".kiro") / "specs"
 SCRIPT_TITLE = '<script>document.title="pwned";document.body.appendChild(document.createElement("blink"))</script>'

@@ -291,8 +291,6 @@ def _merge_attempts(history: Iterable[Any], events: Iterable[dict[str, Any]]) ->
         key = _attempt_key(event)
         entry = merged.setdefault(key, {})
         entry.update({k: v for k, v in event.items() if v is not None})
-        entry.setdefault("log", event.get("log_path"))
-        entry.setdefault("prompt", event.get("prompt_path"))
         if event.get("log_path"):
             entry["log"] = event["log_path"]
         if event.get("prompt_path"):
