@@ -3,7 +3,7 @@
 Needs no agent CLI: the ``demo`` backend's agent is a small Python script
 that prints Claude's stream-json format and finishes each task with the done
 marker. A newcomer sees collection, a tmux window per task (when tmux is
-installed), the state and progress files, tasks.md ticked, and a JUnit report.
+installed), the state and progress files, tasks.md ticked, a JUnit report and an HTML report (``report.html``).
 """
 from __future__ import annotations
 

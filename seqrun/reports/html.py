@@ -18,6 +18,12 @@ Guarantees:
   the run. ``seqrun --status --html PATH`` writes it from the state file
   (and the report log named by ``--report-log``, when that file exists)
   without running anything.
+- **Of the night.** The summary (agent time, waits, tokens and cost by
+  backend) and the timeline cover the run being reported: this run, or with
+  ``--status`` the runs of the report log's attempts, else the last run the
+  state file records. Each task still lists every attempt the state file
+  keeps, earlier runs' too. With ``--git-commit``, a passed task shows its
+  commit's diffstat and patch (cut at :data:`PATCH_LIMIT`), each asked of git once.
 - **Filters** (failed only, by spec, search) work from ``file://``; they can
   be set from the URL hash: ``#failed``, ``#spec=NAME``, ``#q=TEXT``.
 """
