@@ -45,7 +45,7 @@ import pluggy
 from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskKind, Warning_
+from seqrun.nodes import Spec, Task, TaskKind, TaskState, Warning_
 from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
 from seqrun.paths import safe_name, seqrun_dir, specs_root
 from seqrun.runner import runstate
@@ -401,8 +401,8 @@ class WriteBack:
     def seqrun_runtest_setup(self, item: Task, session: Session) -> None:
         """A task ticked [x] since collection (by an agent that did it along
         with its own task, or by a person) is not run again."""
-        if not item.is_leaf or item.spec is None:
-            return
+        if not item.is_leaf or item.spec is None or item.state is TaskState.DONE:
+            return  # ticked before the run: the runner's own skip says so
         path = item.spec.tasks_file
         tracker = self.trackers.get(path)
         if tracker is None or item not in tracker:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterator
 
@@ -178,9 +179,14 @@ def test_failed_dependency_skips_the_dependent(make_spec, run_seqrun, project):
 
 def test_done_and_optional_tasks_are_skipped(make_spec, run_seqrun, project):
     make_spec("- [x] 1. Done already\n- [ ]* 2. Optional\n- [ ] 3. Todo\n")
-    result = run_fake(run_seqrun, project, "--backend", "claude")
+    result = run_fake(run_seqrun, project, "--backend", "claude", "--junitxml", "report.xml")
     assert result.returncode == 0
     assert tasks_run(project / "calls.jsonl") == ["3"]
+    # Why each was skipped, in the words for what happened: ticked before the run.
+    skipped = {case.get("name"): skip.get("message") if (skip := case.find("skipped")) is not None else None
+               for case in ET.parse(project / "report.xml").iter("testcase")}
+    assert skipped == {"1 Done already": "already done ([x] in tasks.md)",
+                       "2 Optional": "optional task (use --include-optional to run it)", "3 Todo": None}, skipped
     result = run_fake(run_seqrun, project, "--backend", "claude", "--include-optional")
     assert result.returncode == 0, result.stdout + result.stderr
     assert tasks_run(project / "calls.jsonl")[1:] == ["2"]
