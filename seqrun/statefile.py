@@ -122,6 +122,8 @@ SEED_KEYS = ("completed", "halted", "started_at", "assignments", "halted_at", "h
 RUNNING = "running"
 INTERRUPTED = "interrupted"
 INTERRUPTED_ERROR = "interrupted: seqrun stopped while this task ran (killed, crashed or power cut)"
+PASSED_UNRECORDED = ("ticked in tasks.md: it passed, and seqrun was stopped before it recorded the attempt "
+                     "(its verdict is not known beyond that)")
 
 
 def utcnow() -> str:
@@ -647,21 +649,24 @@ def begin_run(state: dict[str, Any], spec: Spec,
         if "processes" in entry:
             end_processes(task_id, entry.pop("processes"))
         if task_id in ticked:
-            entry.update(status=Outcome.PASSED.value, kind=Kind.PASSED.value, last_error=None)
+            outcome, kind, reason = Outcome.PASSED, Kind.PASSED, PASSED_UNRECORDED
+            entry.update(status=outcome.value, kind=kind.value, last_error=None)
             if task_id not in state["completed"]:
                 state["completed"].append(task_id)
             if task_id in state["failed"]:
                 state["failed"].remove(task_id)
-            continue
-        entry.update(status=INTERRUPTED, kind=Kind.INTERRUPTED.value, last_error=INTERRUPTED_ERROR)
+        else:
+            outcome, kind, reason = Outcome.INTERRUPTED, Kind.INTERRUPTED, INTERRUPTED_ERROR
+            entry.update(status=INTERRUPTED, kind=kind.value, last_error=reason)
         number = attempts_of(entry)
         history = entry.get("history")
         if number and not (isinstance(history, list) and history and isinstance(history[-1], dict)
                            and history[-1].get("attempt") == number):
-            # The attempt in flight when seqrun was killed is an attempt too.
+            # The attempt in flight when seqrun was killed is an attempt too,
+            # whether it was cut off or had passed and been ticked.
             add_history(entry, {"attempt": number, "run_id": None, "started_at": entry.get("updated_at"),
-                                "duration": None, "outcome": Outcome.INTERRUPTED.value,
-                                "kind": Kind.INTERRUPTED.value, "reason": INTERRUPTED_ERROR,
+                                "duration": None, "outcome": outcome.value,
+                                "kind": kind.value, "reason": reason,
                                 "backend": entry.get("backend"), "log": entry.get("log"),
                                 "prompt": None,
                                 "session_id": session_of(entry["log"]) if entry.get("log") else None})

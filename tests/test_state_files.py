@@ -570,6 +570,9 @@ def test_a_kill_between_the_tick_and_the_record_loses_nothing(make_spec, run_seq
     state = load(project)["specs"]["feature"]
     assert state["completed"] == ["1", "2"]
     assert state["tasks"]["1"]["status"] == "passed" and state["tasks"]["1"]["last_error"] is None
+    # The attempt that passed is in the history, as the interrupted one would be.
+    assert [(h["attempt"], h["outcome"], h["kind"], h["log"]) for h in state["tasks"]["1"]["history"]] == [
+        (1, "passed", "passed", log_of("1"))]
 
 
 def test_state_is_written_before_the_agent_starts(make_spec, run_seqrun, project):
