@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple
 
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskKind, TaskMetadata, TaskState, Warning_
+from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
 
 if TYPE_CHECKING:
     from seqrun.config import Config
@@ -66,7 +66,7 @@ _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _CHECKBOX = re.compile(
     r"^(?P<indent>[ \t]*)"
     r"(?:#{1,6}[ \t]+)?"
-    r"(?:(?:[-*+]|\d{1,4}[.)])[ \t]+)?"
+    r"(?:(?:[-*+]|(?P<number>\d{1,4})[.)])[ \t]+)?"
     r"\[(?P<mark>[ xX~/-])\]"
     r"(?P<opt>\\?\*)?"
     r"[ \t]*(?P<text>.*?)[ \t]*$"
@@ -83,7 +83,10 @@ _ID = re.compile(
     r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
 _TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
-_OPTIONAL_IN_TITLE = re.compile(r"[ \t]*[\[(]optional[\])][ \t]*", re.IGNORECASE)
+# "(Optional)" is a marker only at either end of a title; inside one it is a
+# word ("Add field (Optional) to model" is a required task about a field).
+_OPTIONAL_IN_TITLE = re.compile(
+    r"^[ \t]*[\[(]optional[\])][ \t]*|[ \t]*[\[(]optional[\])](?=[ \t*✅]*$)", re.IGNORECASE)
 _DEPENDS_IN_TITLE = re.compile(r"\(depends on ([^)]*)\)", re.IGNORECASE)
 _BULLET = re.compile(r"^(?:[-*+]|\d{1,4}[.)])[ \t]+")
 _UNDERSCORE_KEY = re.compile(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
@@ -93,6 +96,8 @@ _PLAIN_KEY = re.compile(
     re.IGNORECASE,
 )
 _ID_ONLY = re.compile(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
+#: A heading task's ``- **ID**: T-5`` field: another id to select it by.
+_ALIAS = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
 _LIST_SPLIT = re.compile(r"[,，、;；]|\band\b")
 _DONE_WORDS = re.compile(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
 
@@ -117,7 +122,7 @@ _BULLET_START = frozenset("-*+0123456789")
 class _Draft:
     """A task while its details are still being read (one per task: slots)."""
 
-    __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends")
+    __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends", "steps")
 
     def __init__(self, task: Task, indent: int, title_depends: tuple[str, ...] = ()) -> None:
         self.task = task
@@ -125,6 +130,7 @@ class _Draft:
         self.detail_lines: list[str] = []
         self.title_open = True  # continuation lines may still extend the title
         self.title_depends = title_depends  # "(depends on T003)" in the title
+        self.steps: list[Step] = []  # checkbox lines under a heading task
 
 
 #: One scanned line: number, text, inside a code fence, checkbox match, heading
@@ -174,13 +180,18 @@ class _Reader:
         return scanned
 
     def choose_mode(self, scanned: list[_Line]) -> TaskKind:
-        checkboxes = headings = 0
+        checkboxes = headings = numbered_checkboxes = 0
         for _, _, _, checkbox, heading in scanned:
             if checkbox:
                 checkboxes += 1
+                if _ID.match(checkbox.group("text")) or checkbox.group("number"):
+                    numbered_checkboxes += 1
             elif heading and _heading_task_id(heading.group(2)):
                 headings += 1
-        if headings > checkboxes:
+        # Task headings whose checkbox lines carry no ids of their own
+        # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
+        # the headings are the tasks and the checkboxes their steps.
+        if headings > checkboxes or (headings and not numbered_checkboxes):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -196,6 +207,8 @@ class _Reader:
             if in_fence:
                 self.add_detail(text)
                 continue
+            if mode is TaskKind.HEADING and checkbox and self.draft is not None:
+                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text")))
             if mode is TaskKind.CHECKBOX:
                 m = checkbox
                 if m and m.group("text"):
@@ -240,6 +253,8 @@ class _Reader:
     def start_checkbox(self, number: int, m: re.Match[str]) -> None:
         mark = m.group("mark")
         task = self.new_task(number, m.group("text"), TaskKind.CHECKBOX)
+        if task.written_id is None and m.group("number"):
+            task.written_id = m.group("number")  # "3. [ ] Title": the list number is the id
         task.mark = mark
         task.state = _STATES[mark]
         if m.group("opt"):
@@ -358,10 +373,17 @@ class _Reader:
             return
         task = draft.task
         task.read_metadata = functools.partial(_read_metadata, draft.detail_lines, draft.title_depends)
+        if task.kind is TaskKind.HEADING:
+            task.steps = tuple(draft.steps)
+            alias = task.fields.get("ID", "").strip("`* ")
+            if _ID_ONLY.match(alias) or _ALIAS.match(alias):
+                task.aliases = (alias,)
         if task.kind is TaskKind.HEADING and task.state is not TaskState.DONE:
             status = task.fields.get("Status", "")
             if status and _DONE_WORDS.match(status.strip("* ")):
                 task.state = TaskState.DONE
+            elif task.steps and all(step.done for step in task.steps):
+                task.state = TaskState.DONE  # every step ticked
 
     # -- ids and the final tree -----------------------------------------------------------
 
