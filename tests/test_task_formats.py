@@ -8,6 +8,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from conftest import use_command_agent
+
 from seqrun.kiro import collect_text
 from seqrun.nodes import TaskKind, TaskState
 from seqrun.prompt import _task_block
@@ -109,3 +111,30 @@ def test_optional_only_at_either_end_of_a_title(tmp_path):
     assert [tasks[i].optional for i in "1234"] == [False, True, True, True]
     assert tasks["1"].title == "Add organization_id field (Optional) to Conversation model"
     assert tasks["2"].title == "Add a dark theme" == tasks["3"].title
+
+
+def test_a_passing_heading_task_ticks_its_steps_and_nothing_else(project, run_seqrun):
+    use_corpus_file(project, RALPHEX)
+    tasks_md = project / ".kiro" / "specs" / "feature" / "tasks.md"
+    before = tasks_md.read_bytes()
+    use_command_agent(project, 'print("<promise>TASK_DONE</promise>")\n', "{prompt_file}")
+    result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", "8")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # lines 121-127 are task 8's seven "- [ ]" steps: each gets its x, one byte
+    lines = before.splitlines(keepends=True)
+    for index in range(120, 127):
+        assert lines[index].startswith(b"- [ ] ")
+        lines[index] = b"- [x] " + lines[index][6:]
+    assert tasks_md.read_bytes() == b"".join(lines)
+    result = run_seqrun("--co", "-q")
+    assert "9 tasks collected (8 done, 0 optional)" in result.stdout
+
+
+def test_a_failing_heading_task_leaves_its_steps(project, run_seqrun):
+    use_corpus_file(project, RALPHEX)
+    tasks_md = project / ".kiro" / "specs" / "feature" / "tasks.md"
+    before = tasks_md.read_bytes()
+    use_command_agent(project, 'print("no promise")\n', "{prompt_file}")
+    result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", "9")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert tasks_md.read_bytes() == before
