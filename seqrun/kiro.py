@@ -99,6 +99,11 @@ _ID_ONLY = re.compile(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
 #: A heading task's ``- **ID**: T-5`` field: another id to select it by.
 _ALIAS = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
 _LIST_SPLIT = re.compile(r"[,，、;；]|\band\b")
+#: Headings of checklists that follow a file's numbered tasks: a person's
+#: checks ("## Validation Checklist", "### Acceptance Criteria"), not work.
+_CHECKLIST_SECTION = re.compile(
+    r"^[^A-Za-z]*(?:(?:final|manual)[ \t]+)?(?:validation|verification|acceptance criteria|checkpoints?"
+    r"|definition of done|success criteria)[ \t]*(?:[(:：].*)?$|\bcheck ?list\b", re.IGNORECASE)
 _DONE_WORDS = re.compile(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
 
 REQUIREMENT_KEYS = frozenset(
@@ -259,7 +264,13 @@ class _Reader:
         task.state = _STATES[mark]
         if m.group("opt"):
             task.optional = True
-        self.place(task, _indent_width(m.group("indent")))
+        indent = _indent_width(m.group("indent"))
+        if (task.written_id is None and self.latest and not indent and not m.group(0).lstrip().startswith("#")
+                and _CHECKLIST_SECTION.search(self.section)):
+            # An id-less item under a checklist heading after numbered tasks:
+            # listed (--co, -k checklist) but, like an optional task, not run by default.
+            task.checklist = task.optional = True
+        self.place(task, indent)
 
     def start_numbered(self, number: int, m: re.Match[str]) -> None:
         written = m.group("id").rstrip(".)")

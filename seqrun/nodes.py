@@ -82,6 +82,10 @@ class Task:
     ``- [ ] step``): parts of the task, not tasks (see seqrun.kiro)."""
     """Other ids the file gives the task (``- **ID**: T-5`` under a heading task)."""
     optional: bool = False
+    checklist: bool = False
+    """An id-less checkbox under a checklist heading ("Validation", "Acceptance
+    Criteria", "Checkpoints") after numbered tasks: a check for a person, kept
+    out of runs like an optional task (see seqrun.kiro)."""
     tags: tuple[str, ...] = ()
     """Bracket or paren markers after the id: ``P``, ``US1``…"""
     section: str = ""
@@ -156,6 +160,8 @@ class Task:
         words.add(self.state.value.replace(" ", "_"))
         if self.optional:
             words.add("optional")
+        if self.checklist:
+            words.add("checklist")
         return words
 
     def __repr__(self) -> str:

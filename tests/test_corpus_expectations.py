@@ -989,7 +989,9 @@ case(VIET, [
     r for g, kids in _viet_kids.items()
     for r in [row(str(g), None, "x" if g == 1 else "p")]
     + [row(f"{g}.{i}", str(g), s) for i, s in enumerate(kids, 1)]
-] + [row("h:" + t, None, "p") for t in _viet_checklist], roots=40, leaves=73)
+# the id-less items under "### Checklist bắt buộc cho mọi frontend task", after
+# the numbered tasks, are checklist items: kept out of runs like optional tasks
+] + [row("h:" + t, None, "p*") for t in _viet_checklist], roots=40, leaves=73)
 
 # --- Wendealai phase3: spec-workflow _Leverage:_ / _Prompt:_, [-] -----------
 PHASE3 = "Wendealai__WendealDashboard__typescript-errors-phase3__tasks.md"
@@ -1814,9 +1816,9 @@ def test_vietnamese_details():
         "6.3": {"title": "Implement `completeSprint` (transaction, mutual exclusion, reassign task)",
                 "line": 115},
         "20": {"title": "Checkpoint cuối — Đảm bảo toàn bộ test (backend + frontend) pass",
-               "line": 297},
-        "h:" + _viet_checklist[0]: {"line": 314},
-        "h:" + _viet_checklist[-1]: {"line": 339},
+               "line": 297, "checklist": False},
+        "h:" + _viet_checklist[0]: {"line": 314, "checklist": True},
+        "h:" + _viet_checklist[-1]: {"line": 339, "checklist": True},
     })
 
 

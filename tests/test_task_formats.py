@@ -18,6 +18,7 @@ DATA = Path(__file__).parent / "data" / "corpus"
 RALPHEX = "umputun__ralphex__plan-draft-preview.md"
 DOUGIS = "dougis-org__dnd-tracker__002-navigation-not-implemented-page__tasks.md"
 WENDEAL_DIAG = "Wendealai__WendealDashboard__export-error-diagnosis__tasks.md"
+MERLIN = "Steve-Merlin-Projecct__Merlin_2__tasks-prd-librarian-system.md"
 
 
 def load(name: str):
@@ -71,6 +72,39 @@ def test_k_selects_a_ralphex_task_by_its_heading_number(project, run_seqrun):
     result = run_seqrun("--co", "-q", "-k", "8")
     assert result.returncode == 0, result.stdout + result.stderr
     assert selected(result.stdout) == ["8"]
+
+
+def test_task_headings_with_acceptance_criteria_checkboxes():
+    # "### Task 1.1: …" under "## Phase 1: …"; "**Subtasks:**" a numbered list,
+    # "**Acceptance Criteria:**" 142 "- [ ]" lines in all: none is a task
+    spec = load(MERLIN)
+    tasks = list(spec.iter_tasks())
+    phases = {1: 5, 2: 6, 3: 4, 4: 5, 5: 5, 6: 2}
+    assert [t.id for t in tasks] == [f"{p}.{n}" for p, count in phases.items() for n in range(1, count + 1)]
+    assert all(t.kind is TaskKind.HEADING and t.parent is None for t in tasks)
+    assert all(t.state is TaskState.PENDING for t in tasks)
+    assert sum(len(t.steps) for t in tasks) == 142
+    first = tasks[0]
+    assert (first.line, first.title) == (29, "Create Metadata Standard Documentation")
+    assert [s.line for s in first.steps] == [49, 50, 51, 52, 53]
+    assert first.steps[0].text == "`docs/standards/metadata-standard.md` created"
+    assert "1. Create `docs/standards/metadata-standard.md`" in first.details
+    assert tasks[5].depends == ("1.2", "1.4")  # "**Dependencies:** Task 1.2, Task 1.4"
+
+
+def test_k_selects_a_phase_of_task_headings(project, run_seqrun):
+    use_corpus_file(project, MERLIN)
+    result = run_seqrun("--co", "-q", "-k", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert selected(result.stdout) == ["1.1", "1.2", "1.3", "1.4", "1.5"]
+
+
+def test_id_field_of_a_task_heading_is_an_alias(project, make_spec, run_seqrun):
+    # hand-written: no real file of this shape was found in the time available
+    make_spec("# タスク\n\n### Task 5: ログイン画面\n- **ID**: T-5\n- [ ] フォームを作る\n\n"
+              "### Task 6: ログアウト\n- **ID**: T-6\n- **依存**: T-5 のあと\n- [ ] ボタンを作る\n")
+    assert selected(run_seqrun("--co", "-q", "-k", "T-5").stdout) == ["5"]
+    assert selected(run_seqrun("--co", "-q", "-k", "5").stdout) == ["5"]
 
 
 # -- -k with ids that are not dotted numbers --------------------------------------
@@ -138,3 +172,22 @@ def test_a_failing_heading_task_leaves_its_steps(project, run_seqrun):
     result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", "9")
     assert result.returncode == 1, result.stdout + result.stderr
     assert tasks_md.read_bytes() == before
+
+
+# -- checklists after numbered tasks ------------------------------------------------
+
+VIET = "phan-tuan-thanh__mpm__sprints-cycles__tasks.md"
+
+
+def test_checklist_items_are_listed_as_such_and_left_out_by_k(project, run_seqrun):
+    # "### Checklist bắt buộc cho mọi frontend task" (line 308) follows tasks 1-20:
+    # its 20 id-less "- [ ]" lines (314-339) are a person's checks, not work
+    use_corpus_file(project, VIET)
+    listing = run_seqrun("--co").stdout
+    assert "<Task 20 [pending] Checkpoint cuối" in listing
+    assert listing.count("[checklist, pending]") == 20
+    assert "[checklist, pending] KHÔNG có `cdkDragHandle`>" in listing
+    kept = selected(run_seqrun("--co", "-q", "-k", "not checklist").stdout)
+    assert len(kept) == 73 - 20  # the 73 leaves less the 20 checks
+    assert not any(i.startswith("h") for i in kept)
+    assert len(selected(run_seqrun("--co", "-q", "-k", "checklist").stdout)) == 20
