@@ -7,9 +7,20 @@ A file is read in one of three *modes*:
 * **checkbox** — every ``- [ ] …`` line is a task (Kiro, spec-kit, cc-sdd);
 * **heading** — tasks are headings such as ``### Task 1.1: Title ✅`` or
   ``### T001 [P] Title`` (older spec-kit, spec-workflow), chosen when such
-  headings outnumber checkbox lines;
+  headings outnumber checkbox lines, or when no checkbox line has an id of its
+  own (ralphex plans: ``### Task 3: Title`` then ``- [ ] step``). A heading
+  task's checkbox lines are its *steps*, not tasks: they stay in its details
+  (so the prompt shows them), the task is done when every step is ticked, and
+  a ``- **ID**: T-5`` field is another id to select it by;
 * **numbered** — a plain numbered list (``1. Task``, ``   2.1. Subtask``), the
   format of the seed script, when there is neither.
+
+In checkbox mode, ``3. [ ] Title`` takes its list number as its id. An
+id-less checkbox under a checklist heading ("Validation", "Acceptance
+Criteria", "Checkpoints", "… Checklist") that follows numbered tasks is a
+*checklist item*: a check for a person, listed as such and kept out of runs
+like an optional task. "(Optional)" marks a task optional only at the start
+or end of its title; inside it, it is a word.
 
 Nesting comes from the ids (``1.2`` belongs to the nearest ``1`` above it), not
 from indentation, because real files put subtasks at every indent, including
