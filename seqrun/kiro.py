@@ -7,9 +7,20 @@ A file is read in one of three *modes*:
 * **checkbox** — every ``- [ ] …`` line is a task (Kiro, spec-kit, cc-sdd);
 * **heading** — tasks are headings such as ``### Task 1.1: Title ✅`` or
   ``### T001 [P] Title`` (older spec-kit, spec-workflow), chosen when such
-  headings outnumber checkbox lines;
+  headings outnumber checkbox lines, or when no checkbox line has an id of its
+  own (ralphex plans: ``### Task 3: Title`` then ``- [ ] step``). A heading
+  task's checkbox lines are its *steps*, not tasks: they stay in its details
+  (so the prompt shows them), the task is done when every step is ticked, and
+  a ``- **ID**: T-5`` field is another id to select it by;
 * **numbered** — a plain numbered list (``1. Task``, ``   2.1. Subtask``), the
   format of the seed script, when there is neither.
+
+In checkbox mode, ``3. [ ] Title`` takes its list number as its id. An
+id-less checkbox under a checklist heading ("Validation", "Acceptance
+Criteria", "Checkpoints", "… Checklist") that follows numbered tasks is a
+*checklist item*: a check for a person, listed as such and kept out of runs
+like an optional task. "(Optional)" marks a task optional only at the start
+or end of its title; inside it, it is a word.
 
 Nesting comes from the ids (``1.2`` belongs to the nearest ``1`` above it), not
 from indentation, because real files put subtasks at every indent, including
@@ -37,7 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Tuple
 
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskKind, TaskMetadata, TaskState, Warning_
+from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
 
 if TYPE_CHECKING:
     from seqrun.config import Config
@@ -66,7 +77,7 @@ _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 _CHECKBOX = re.compile(
     r"^(?P<indent>[ \t]*)"
     r"(?:#{1,6}[ \t]+)?"
-    r"(?:(?:[-*+]|\d{1,4}[.)])[ \t]+)?"
+    r"(?:(?:[-*+]|(?P<number>\d{1,4})[.)])[ \t]+)?"
     r"\[(?P<mark>[ xX~/-])\]"
     r"(?P<opt>\\?\*)?"
     r"[ \t]*(?P<text>.*?)[ \t]*$"
@@ -83,7 +94,10 @@ _ID = re.compile(
     r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
 _TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
-_OPTIONAL_IN_TITLE = re.compile(r"[ \t]*[\[(]optional[\])][ \t]*", re.IGNORECASE)
+# "(Optional)" is a marker only at either end of a title; inside one it is a
+# word ("Add field (Optional) to model" is a required task about a field).
+_OPTIONAL_IN_TITLE = re.compile(
+    r"^[ \t]*[\[(]optional[\])][ \t]*|[ \t]*[\[(]optional[\])](?=[ \t*✅]*$)", re.IGNORECASE)
 _DEPENDS_IN_TITLE = re.compile(r"\(depends on ([^)]*)\)", re.IGNORECASE)
 _BULLET = re.compile(r"^(?:[-*+]|\d{1,4}[.)])[ \t]+")
 _UNDERSCORE_KEY = re.compile(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
@@ -93,7 +107,14 @@ _PLAIN_KEY = re.compile(
     re.IGNORECASE,
 )
 _ID_ONLY = re.compile(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
+#: A heading task's ``- **ID**: T-5`` field: another id to select it by.
+_ALIAS = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
 _LIST_SPLIT = re.compile(r"[,，、;；]|\band\b")
+#: Headings of checklists that follow a file's numbered tasks: a person's
+#: checks ("## Validation Checklist", "### Acceptance Criteria"), not work.
+_CHECKLIST_SECTION = re.compile(
+    r"^[^A-Za-z]*(?:(?:final|manual)[ \t]+)?(?:validation|verification|acceptance criteria|checkpoints?"
+    r"|definition of done|success criteria)[ \t]*(?:[(:：].*)?$|\bcheck ?list\b", re.IGNORECASE)
 _DONE_WORDS = re.compile(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
 
 REQUIREMENT_KEYS = frozenset(
@@ -117,7 +138,7 @@ _BULLET_START = frozenset("-*+0123456789")
 class _Draft:
     """A task while its details are still being read (one per task: slots)."""
 
-    __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends")
+    __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends", "steps")
 
     def __init__(self, task: Task, indent: int, title_depends: tuple[str, ...] = ()) -> None:
         self.task = task
@@ -125,6 +146,7 @@ class _Draft:
         self.detail_lines: list[str] = []
         self.title_open = True  # continuation lines may still extend the title
         self.title_depends = title_depends  # "(depends on T003)" in the title
+        self.steps: list[Step] = []  # checkbox lines under a heading task
 
 
 #: One scanned line: number, text, inside a code fence, checkbox match, heading
@@ -174,13 +196,18 @@ class _Reader:
         return scanned
 
     def choose_mode(self, scanned: list[_Line]) -> TaskKind:
-        checkboxes = headings = 0
+        checkboxes = headings = numbered_checkboxes = 0
         for _, _, _, checkbox, heading in scanned:
             if checkbox:
                 checkboxes += 1
+                if _ID.match(checkbox.group("text")) or checkbox.group("number"):
+                    numbered_checkboxes += 1
             elif heading and _heading_task_id(heading.group(2)):
                 headings += 1
-        if headings > checkboxes:
+        # Task headings whose checkbox lines carry no ids of their own
+        # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
+        # the headings are the tasks and the checkboxes their steps.
+        if headings > checkboxes or (headings and not numbered_checkboxes):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -196,6 +223,8 @@ class _Reader:
             if in_fence:
                 self.add_detail(text)
                 continue
+            if mode is TaskKind.HEADING and checkbox and self.draft is not None:
+                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text")))
             if mode is TaskKind.CHECKBOX:
                 m = checkbox
                 if m and m.group("text"):
@@ -240,11 +269,19 @@ class _Reader:
     def start_checkbox(self, number: int, m: re.Match[str]) -> None:
         mark = m.group("mark")
         task = self.new_task(number, m.group("text"), TaskKind.CHECKBOX)
+        if task.written_id is None and m.group("number"):
+            task.written_id = m.group("number")  # "3. [ ] Title": the list number is the id
         task.mark = mark
         task.state = _STATES[mark]
         if m.group("opt"):
             task.optional = True
-        self.place(task, _indent_width(m.group("indent")))
+        indent = _indent_width(m.group("indent"))
+        if (task.written_id is None and self.latest and not indent and not m.group(0).lstrip().startswith("#")
+                and _CHECKLIST_SECTION.search(self.section)):
+            # An id-less item under a checklist heading after numbered tasks:
+            # listed (--co, -k checklist) but, like an optional task, not run by default.
+            task.checklist = task.optional = True
+        self.place(task, indent)
 
     def start_numbered(self, number: int, m: re.Match[str]) -> None:
         written = m.group("id").rstrip(".)")
@@ -358,10 +395,17 @@ class _Reader:
             return
         task = draft.task
         task.read_metadata = functools.partial(_read_metadata, draft.detail_lines, draft.title_depends)
+        if task.kind is TaskKind.HEADING:
+            task.steps = tuple(draft.steps)
+            alias = task.fields.get("ID", "").strip("`* ")
+            if _ID_ONLY.match(alias) or _ALIAS.match(alias):
+                task.aliases = (alias,)
         if task.kind is TaskKind.HEADING and task.state is not TaskState.DONE:
             status = task.fields.get("Status", "")
             if status and _DONE_WORDS.match(status.strip("* ")):
                 task.state = TaskState.DONE
+            elif task.steps and all(step.done for step in task.steps):
+                task.state = TaskState.DONE  # every step ticked
 
     # -- ids and the final tree -----------------------------------------------------------
 

@@ -46,6 +46,19 @@ class TaskMetadata:
     """Other metadata lines (``_Boundary: X_``, ``**Status**: done``) by key."""
 
 
+@dataclass(frozen=True)
+class Step:
+    """One checkbox line of a heading task: its 1-based line and mark."""
+
+    line: int
+    mark: str
+    text: str
+
+    @property
+    def done(self) -> bool:
+        return self.mark in ("x", "X")
+
+
 @dataclass(eq=False)
 class Task:
     """One task of a spec, as collected from its tasks file."""
@@ -63,7 +76,16 @@ class Task:
     the task has no checkbox."""
     written_id: str | None = None
     """The id exactly as the file writes it (without trailing ``.``/``:``)."""
+    aliases: tuple[str, ...] = ()
+    steps: tuple[Step, ...] = ()
+    """The checkbox lines under a heading task (``### Task 3: …`` then
+    ``- [ ] step``): parts of the task, not tasks (see seqrun.kiro)."""
+    """Other ids the file gives the task (``- **ID**: T-5`` under a heading task)."""
     optional: bool = False
+    checklist: bool = False
+    """An id-less checkbox under a checklist heading ("Validation", "Acceptance
+    Criteria", "Checkpoints") after numbered tasks: a check for a person, kept
+    out of runs like an optional task (see seqrun.kiro)."""
     tags: tuple[str, ...] = ()
     """Bracket or paren markers after the id: ``P``, ``US1``…"""
     section: str = ""
@@ -138,6 +160,8 @@ class Task:
         words.add(self.state.value.replace(" ", "_"))
         if self.optional:
             words.add("optional")
+        if self.checklist:
+            words.add("checklist")
         return words
 
     def __repr__(self) -> str:

@@ -7,7 +7,11 @@
     not_expr: 'not' not_expr | '(' expr ')' | ident
 
 An identifier made of digits and dots (``1.2``) names a task id: it matches
-that task and its descendants exactly (not ``11.2``, not ``1.20``). Any other
+that task and its descendants exactly (not ``11.2``, not ``1.20``), and an id
+prefix at a dot boundary (``2`` selects ``2.1`` even when no task ``2`` exists).
+An identifier written like an id with letters (``T046``, ``T-5``) that is the
+id or ``**ID**:`` alias of some collected task is an id too: it matches exactly
+(``T046`` is not ``T046a``), never a title that mentions it. Any other
 identifier matches, case-insensitively, a substring of the task's title, its
 parents' titles, the spec name, the task's ids and its keywords (``optional``,
 ``done``, ``pending``, tags such as ``p`` or ``us1``).
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 
 _TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<ident>(?:\w|[:+\-.\[\]\\/~])+))")
 _NUMERIC_ID = re.compile(r"^\d+[a-z]?(?:\.\d+[a-z]?)*$", re.IGNORECASE)
+_LETTERED_ID = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
 
 Matcher = Callable[[str], bool]
 
@@ -135,10 +140,16 @@ class Expression:
         return lambda m: m(ident)
 
 
-def task_matcher(task: Task) -> Matcher:
-    """What ``-k`` identifiers match for ``task``."""
+def task_ids(task: Task) -> set[str]:
+    """The ids a ``-k`` identifier may name ``task`` by: written id and aliases."""
+    return {i for i in (task.written_id, *task.aliases) if i}
+
+
+def task_matcher(task: Task, known_ids: frozenset[str] = frozenset()) -> Matcher:
+    """What ``-k`` identifiers match for ``task``; ``known_ids`` are the ids of
+    every collected task (a lettered word that is none of them is a word)."""
     chain = [task, *task.ancestors()]
-    written = {t.written_id for t in chain if t.written_id}
+    written = {i for t in chain for i in task_ids(t)}
     names = [t.title.casefold() for t in chain]
     names += [t.id.casefold() for t in chain]
     if task.spec is not None:
@@ -147,6 +158,8 @@ def task_matcher(task: Task) -> Matcher:
 
     def match(ident: str) -> bool:
         if _NUMERIC_ID.match(ident):
+            return any(w == ident or w.startswith(ident + ".") for w in written)
+        if ident in known_ids and _LETTERED_ID.match(ident):
             return ident in written
         needle = ident.casefold()
         return any(needle in name for name in names)
@@ -180,9 +193,11 @@ def seqrun_collection_modifyitems(session: Session, config: Config, items: list[
     expr = config.stash.get(expression_key, None)
     kept: list[Task] = []
     deselected: list[Task] = []
+    known_ids = frozenset(i for spec in session.specs for t in spec.iter_tasks() for i in task_ids(t))
     for item in items:
         wanted = session.selectors.get(item.spec.nodeid if item.spec else "", {""})
-        if _in_selected_subtree(item, wanted) and (expr is None or expr.evaluate(task_matcher(item))):
+        if _in_selected_subtree(item, wanted) and (
+                expr is None or expr.evaluate(task_matcher(item, known_ids))):
             kept.append(item)
         else:
             deselected.append(item)

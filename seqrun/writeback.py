@@ -28,6 +28,12 @@ by that text with ``[-]`` in its checkbox (leading whitespace and the line
 ending aside), the nearest to the recorded index if several, and gets its
 verdict's mark — or, at a run's start, the mark it had before. A line whose
 text was changed otherwise is never touched.
+
+The steps of a heading task (``### Task 3: …`` then ``- [ ] step`` lines,
+see seqrun.kiro) are ticked ``[x]`` when the task passes, each one byte in
+place and found by the same tracker; a step already ticked, or changed to
+another mark, is left as it is. Steps get no ``[-]`` and are not reset when
+the task fails: a step the agent ticked on the way is its progress record.
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ import pluggy
 from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Task, TaskKind, TaskState, Warning_
+from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
 from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
 from seqrun.paths import safe_name, seqrun_dir, specs_root
 from seqrun.runner import runstate
@@ -87,23 +93,23 @@ class LineTracker:
     ticking an identical line of another task.
     """
 
-    def __init__(self, data: bytes, tasks: Iterable[Task]) -> None:
+    def __init__(self, data: bytes, tasks: Iterable[Task | Step]) -> None:
         lines = data.splitlines(keepends=True)
         self.seen = data
         """The file's bytes when last looked at (or last written by us)."""
         self.keys = [_diff_key(line) for line in lines]
-        self.task_key: dict[Task, bytes] = {}  # its line's key
-        self.index: dict[Task, int | None] = {}  # its line's index now
+        self.task_key: dict[Task | Step, bytes] = {}  # its line's key
+        self.index: dict[Task | Step, int | None] = {}  # its line's index now
         for task in tasks:
             index = task.line - 1
             if 0 <= index < len(lines) and _MARK.search(lines[index]):
                 self.task_key[task] = self.keys[index]
                 self.index[task] = index
 
-    def __contains__(self, task: Task) -> bool:
+    def __contains__(self, task: Task | Step) -> bool:
         return task in self.task_key
 
-    def locate(self, task: Task, lines: list[bytes]) -> int | None:
+    def locate(self, task: Task | Step, lines: list[bytes]) -> int | None:
         """The index of ``task``'s line in ``lines`` (the file now), or None."""
         key = self.task_key.get(task)
         if key is None:
@@ -143,7 +149,7 @@ class LineTracker:
         self.keys = keys
 
 
-def set_mark(path: Path, tracker: LineTracker, task: Task, mark: str, expect: str | None = None,
+def set_mark(path: Path, tracker: LineTracker, task: Task | Step, mark: str, expect: str | None = None,
              before_write: Callable[[int, bytes], None] | None = None) -> str:
     """Set the checkbox of ``task``'s line in ``path`` to ``mark``.
 
@@ -308,7 +314,8 @@ class WriteBack:
         # The lines as collected: later agents may add lines above a task, so
         # its line number alone would point at another line.
         for spec in session.specs:
-            tasks = [t for t in spec.iter_tasks() if t.kind is TaskKind.CHECKBOX]
+            tasks: list[Task | Step] = [t for t in spec.iter_tasks() if t.kind is TaskKind.CHECKBOX]
+            tasks += [step for t in spec.iter_tasks() for step in t.steps]
             if not tasks:
                 continue
             try:
@@ -434,6 +441,7 @@ class WriteBack:
                     self._resolve(task, " ")
             return
         self._resolve(item, "x")
+        self._tick_steps(item)
         # A parent whose required subtasks are all done is done too (Kiro's convention).
         outcomes = runstate(session.config).outcomes
         passed = {item} | {task for task, outcome in outcomes.items() if outcome is Outcome.PASSED}
@@ -442,6 +450,23 @@ class WriteBack:
                 break
             self._resolve(parent, "x")
             passed.add(parent)
+
+    def _tick_steps(self, task: Task) -> None:
+        """Tick the steps of a heading task that passed (those still ``[ ]``)."""
+        tracker = self.trackers.get(task.spec.tasks_file) if task.spec is not None else None
+        if tracker is None:
+            return
+        for step in task.steps:
+            if step not in tracker:
+                continue
+            try:
+                outcome = set_mark(task.spec.tasks_file, tracker, step, "x", expect=" ")
+            except OSError as exc:
+                self._warn(task, f"cannot tick the steps of task {task.id}: {exc.strerror or exc}")
+                return
+            if outcome == "missing":
+                self._warn(task, f"a step of task {task.id} (line {step.line}) is not in the file any more; "
+                                 "not ticked")
 
     @hookimpl
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:

@@ -122,6 +122,8 @@ def _state_label(task: Task) -> str:
     if task.kind is TaskKind.GROUP:
         return "group"
     label = task.state.value
+    if task.checklist:
+        return f"checklist, {label}"
     return f"optional, {label}" if task.optional else label
 
 
