@@ -213,7 +213,6 @@ def seqrun_configure(config: Config) -> None:
 @hookimpl(trylast=True)
 def seqrun_attempt_settings(session: Session) -> AttemptSettings:
     opt = session.config.option
-    # --timeout read at each attempt: --max-runtime shortens it as the budget runs out.
     return AttemptSettings(timeout=opt.timeout, model=opt.model or None, reruns=getattr(opt, "reruns", 0))
 
 
@@ -485,7 +484,6 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     config, opt, hook = session.config, session.config.option, session.config.hook
     state = runstate(config)
     backend = backend_for(session, item)
-    settings: AttemptSettings = hook.seqrun_attempt_settings(item=item, session=session)
     folder = attempt_dir(item)
     if not unit.attempts:
         # Numbered over the task's life; never below a file already there
@@ -503,14 +501,6 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     except FileNotFoundError:  # the task's first attempt: its folder is made once
         folder.mkdir(parents=True, exist_ok=True)
         prompt_path.write_text(prompt, encoding="utf-8")
-    agent_call = AgentCall(
-        prompt=prompt, prompt_file=prompt_path if prompt_path.is_absolute() else prompt_path.resolve(),
-        workdir=workdir(config),
-        task_id=item.id, model=settings.model,
-        options=config.section("backends").get(backend.name, {}), resume_session=resume,
-        sandbox=bool(getattr(opt, "is_sandbox", False)),
-    )
-    invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
     if state.executor is None:  # before the attempt hook: reporters show the tmux session
         state.executor = make_executor(session, item)
     state.agent_running = True
@@ -521,6 +511,17 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         try:
             hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
                                         backend=backend.name, token=token)
+            # Asked after the attempt hook: --max-runtime cuts the time limit to
+            # what is left once that hook's work (a --verify-baseline run) is done.
+            settings: AttemptSettings = hook.seqrun_attempt_settings(item=item, session=session)
+            agent_call = AgentCall(
+                prompt=prompt, prompt_file=prompt_path if prompt_path.is_absolute() else prompt_path.resolve(),
+                workdir=workdir(config),
+                task_id=item.id, model=settings.model,
+                options=config.section("backends").get(backend.name, {}), resume_session=resume,
+                sandbox=bool(getattr(opt, "is_sandbox", False)),
+            )
+            invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
             parser = backend.parser()
             if resume is not None and isinstance(parser, LineParser):
                 parser.resuming = True  # it watches for the CLI's "no such session"
