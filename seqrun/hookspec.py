@@ -154,7 +154,8 @@ def seqrun_collect_item_note(item: Task, config: Config) -> str | None:
     """A short note shown after ``item`` in the ``--collect-only`` tree (not
     with ``-q``, whose output is only node ids): every implementation's
     non-empty answer, in hook order. The built-in one (:mod:`seqrun.reports.status`)
-    gives the task's last outcome from the state file, ``[failed: no-marker, 2 attempts]``."""
+    gives the task's last outcome from the state file, ``[failed: no-marker, 2 attempts]``;
+    :mod:`seqrun.marks` its declared settings, ``[timeout=30m (from 1)]``."""
 
 
 # -- running -------------------------------------------------------------------

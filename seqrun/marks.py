@@ -230,7 +230,7 @@ class MarksPlugin:
         opt = session.config.option
         timeout, model, reruns = marks.get("timeout"), marks.get("model"), marks.get("reruns")
         return AttemptSettings(
-            timeout=float(timeout) if isinstance(timeout, float) else opt.timeout,  # type: ignore[arg-type]
+            timeout=float(timeout) if isinstance(timeout, float) else opt.timeout,
             model=str(model) if model is not None else (opt.model or None),
             reruns=int(reruns) if isinstance(reruns, int) else getattr(opt, "reruns", 0),
         )
