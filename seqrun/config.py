@@ -71,6 +71,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "gitcommit": "seqrun.gitcommit",
     "guardrails": "seqrun.guardrails",
     "notify": "seqrun.notify",
+    "marks": "seqrun.marks",
 }
 #: Plugins that cannot be blocked: without them there is no session at all.
 ESSENTIAL_PLUGINS = frozenset({"main", "helpconfig"})

@@ -2,7 +2,7 @@
 
 ``--max-runtime DURATION`` (``5400``, ``90m``, ``8h``, ``1h30m``)
     A budget for the whole session. No task starts once it is spent, and the
-    running agent's ``--timeout`` is cut to the time left, so a long task is
+    running agent's time limit (``--timeout``, or a task's ``_Timeout:``) is cut to the time left, so a long task is
     ended (with its processes) when the budget runs out; its failure reason
     says so. The tasks left are reported ``not reached: --max-runtime 8h
     reached`` and the exit status is 1, as for ``--max-iterations``. (A rerun
@@ -53,6 +53,7 @@ from seqrun.sharedjson import read_json_object, update_json
 
 if TYPE_CHECKING:
     from seqrun.main import Session
+    from seqrun.runner import AttemptSettings
 
 #: Per specs root: ``{"<spec>::<task id>": {"signature", "count", "reason"}}``.
 STUCK_PATH = Path(".seqrun") / "cache" / "stuck.json"
@@ -97,7 +98,6 @@ class Guardrails:
         self.stuck_after = stuck_after
         self.session: Session | None = None
         self.started = time.monotonic()
-        self.agent_timeout: float = 0.0
         """The --timeout the user asked for, before the time budget cut it."""
         self.cut_timeout = False
         self.spent = 0.0
@@ -125,7 +125,6 @@ class Guardrails:
     def seqrun_sessionstart(self, session: Session) -> None:
         self.session = session
         self.started = time.monotonic()
-        self.agent_timeout = self.config.option.timeout or 0.0
 
     # -- the time budget ---------------------------------------------------------------------------
 
@@ -135,13 +134,21 @@ class Guardrails:
         # this hook (a --verify-baseline run) has used its share of the budget.
         if not self.max_runtime:
             return
-        left = self.time_left()
-        if left <= 0:
+        if self.time_left() <= 0:
             self.stop(self.runtime_reason)
-        # The runner reads --timeout when it starts the agent, after this hook.
-        wanted = self.agent_timeout or math.inf
+
+    @hookimpl(wrapper=True)
+    def seqrun_attempt_settings(self, item: Task,
+                                session: Session) -> Generator[None, AttemptSettings, AttemptSettings]:
+        # The runner asks right before the agent starts, after seqrun_runtest_attempt:
+        # the agent's time limit (--timeout or a task's _Timeout:) is cut to the budget left.
+        settings = yield
+        if not self.max_runtime:
+            return settings
+        left = self.time_left()
+        wanted = settings.timeout or math.inf
         self.cut_timeout = left < wanted
-        self.config.option.timeout = max(MIN_TIMEOUT, min(wanted, left)) if self.cut_timeout else self.agent_timeout
+        return dataclasses.replace(settings, timeout=max(MIN_TIMEOUT, left)) if self.cut_timeout else settings
 
     @hookimpl(wrapper=True)
     def seqrun_decide_verdict(self, item: Task, verdict: Verdict,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from seqrun.main import Session
     from seqrun.nodes import Spec, Task, Unit
     from seqrun.outcome import Attempt, PreviousAttempt, TaskReport, Verdict
-    from seqrun.runner import CallInfo
+    from seqrun.runner import AttemptSettings, CallInfo
     from seqrun.terminal.proctree import TreeRecord
 
 hookspec = pluggy.HookspecMarker("seqrun")
@@ -154,7 +154,8 @@ def seqrun_collect_item_note(item: Task, config: Config) -> str | None:
     """A short note shown after ``item`` in the ``--collect-only`` tree (not
     with ``-q``, whose output is only node ids): every implementation's
     non-empty answer, in hook order. The built-in one (:mod:`seqrun.reports.status`)
-    gives the task's last outcome from the state file, ``[failed: no-marker, 2 attempts]``."""
+    gives the task's last outcome from the state file, ``[failed: no-marker, 2 attempts]``;
+    :mod:`seqrun.marks` its declared settings, ``[timeout=30m (from 1)]``."""
 
 
 # -- running -------------------------------------------------------------------
@@ -345,6 +346,14 @@ def seqrun_resume_session(item: Task, unit: Unit, previous: PreviousAttempt, bac
                           session: Session) -> str | None:
     """The CLI session id the next attempt continues, or None for a fresh
     session (``--resume``: :mod:`seqrun.resume`)."""
+
+
+@hookspec(firstresult=True)
+def seqrun_attempt_settings(item: Task, session: Session) -> AttemptSettings | None:
+    """The time limit, model and rerun count of ``item``'s attempts. The
+    built-in implementation (``trylast``) answers ``--timeout``, ``--model``
+    and ``--reruns``; :mod:`seqrun.marks` answers a task's declared
+    ``_Timeout:``, ``_Model:`` and ``_Reruns:`` lines."""
 
 
 @hookspec(firstresult=True)

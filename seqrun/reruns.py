@@ -37,8 +37,9 @@ def seqrun_addoption(parser: argparse.ArgumentParser) -> None:
 
 
 def wants_rerun(attempt: Attempt, unit: Unit, session: Session) -> bool:
+    settings = session.config.hook.seqrun_attempt_settings(item=unit.task, session=session)
     return (attempt.outcome is Outcome.FAILED and attempt.kind not in NOT_RERUN
-            and unit.stash.get(reruns_used_key, 0) < session.config.option.reruns
+            and unit.stash.get(reruns_used_key, 0) < settings.reruns
             and not session.shouldstop)
 
 

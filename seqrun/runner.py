@@ -133,6 +133,17 @@ done_before_key = StashKey[set[str]]()
 the state file; setup skips them)."""
 
 
+@dataclass(frozen=True)
+class AttemptSettings:
+    """What one task's attempts run with (``seqrun_attempt_settings``)."""
+
+    timeout: float
+    """Seconds an agent run may take; 0: no limit."""
+    model: str | None
+    reruns: int
+    """How many times a failed attempt is run again."""
+
+
 def runstate(config: Config) -> RunState:
     return config.stash.setdefault(runstate_key, RunState())
 
@@ -197,6 +208,12 @@ def seqrun_configure(config: Config) -> None:
         opt.echo_output = True  # -v, like -s, streams the agent's output to the console
     if opt.timeout is None:
         opt.timeout = _env_timeout()
+
+
+@hookimpl(trylast=True)
+def seqrun_attempt_settings(session: Session) -> AttemptSettings:
+    opt = session.config.option
+    return AttemptSettings(timeout=opt.timeout, model=opt.model or None, reruns=getattr(opt, "reruns", 0))
 
 
 @hookimpl
@@ -484,14 +501,6 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     except FileNotFoundError:  # the task's first attempt: its folder is made once
         folder.mkdir(parents=True, exist_ok=True)
         prompt_path.write_text(prompt, encoding="utf-8")
-    agent_call = AgentCall(
-        prompt=prompt, prompt_file=prompt_path if prompt_path.is_absolute() else prompt_path.resolve(),
-        workdir=workdir(config),
-        task_id=item.id, model=opt.model or None,
-        options=config.section("backends").get(backend.name, {}), resume_session=resume,
-        sandbox=bool(getattr(opt, "is_sandbox", False)),
-    )
-    invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
     if state.executor is None:  # before the attempt hook: reporters show the tmux session
         state.executor = make_executor(session, item)
     state.agent_running = True
@@ -502,22 +511,33 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
         try:
             hook.seqrun_runtest_attempt(item=item, unit=unit, attempt=number, log_path=log_path,
                                         backend=backend.name, token=token)
+            # Asked after the attempt hook: --max-runtime cuts the time limit to
+            # what is left once that hook's work (a --verify-baseline run) is done.
+            settings: AttemptSettings = hook.seqrun_attempt_settings(item=item, session=session)
+            agent_call = AgentCall(
+                prompt=prompt, prompt_file=prompt_path if prompt_path.is_absolute() else prompt_path.resolve(),
+                workdir=workdir(config),
+                task_id=item.id, model=settings.model,
+                options=config.section("backends").get(backend.name, {}), resume_session=resume,
+                sandbox=bool(getattr(opt, "is_sandbox", False)),
+            )
+            invocation = hook.seqrun_backend_invocation(backend=backend, call=agent_call)
             parser = backend.parser()
             if resume is not None and isinstance(parser, LineParser):
                 parser.resuming = True  # it watches for the CLI's "no such session"
             view = _view(backend, parser, _watch_session(parser, item, unit, hook, log_path), opt)
             header = Header(spec=item.spec.name if item.spec else "-", task_id=item.id, title=item.title,
-                            attempt=number, backend=backend.name, model=opt.model or None,
+                            attempt=number, backend=backend.name, model=settings.model,
                             log_path=str(log_path))
             started = time.time()
             result = state.executor.run(item, invocation, view=view, header=header, log_path=log_path,
-                                        timeout=opt.timeout or None, idle_timeout=opt.idle_timeout or None,
+                                        timeout=settings.timeout or None, idle_timeout=opt.idle_timeout or None,
                                         cancel=state.cancel, grace=opt.kill_grace, token=token,
                                         on_processes=lambda record: hook.seqrun_runtest_processes(
                                             item=item, unit=unit, processes=record))
         finally:
             state.agent_running = False
-        verdict = _verdict_of(result, parser, opt, state.cancel_reason)
+        verdict = _verdict_of(result, parser, opt, settings, state.cancel_reason)
         if verdict.outcome is not Outcome.INTERRUPTED:
             verdict = hook.seqrun_decide_verdict(item=item, unit=unit, verdict=verdict, session=session)
             if verdict.passed:
@@ -530,7 +550,7 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
     state.executor.conclude(verdict_line(verdict))  # after verification: the verdict is final
     attempt = Attempt(
         nodeid=item.nodeid, task_id=item.id, number=number, run_id=session.run_id,
-        started_at=started, ended_at=time.time(), backend=backend.name, model=opt.model or None, verdict=verdict,
+        started_at=started, ended_at=time.time(), backend=backend.name, model=settings.model, verdict=verdict,
         members=tuple(m.id for m in unit.members), prompt_path=str(prompt_path), log_path=str(log_path),
     )
     unit.attempts.append(attempt)
@@ -571,7 +591,8 @@ def _watch_session(parser: Any, item: Task, unit: Unit, hook: Any, log_path: Pat
     return on_line
 
 
-def _verdict_of(result: Any, parser: Any, opt: argparse.Namespace, cancel_reason: str) -> Verdict:
+def _verdict_of(result: Any, parser: Any, opt: argparse.Namespace, settings: AttemptSettings,
+                cancel_reason: str) -> Verdict:
     """The verdict of one agent process: the parser's, unless seqrun (or
     something outside) ended the process first."""
     verdict: Verdict = parser.finish(result.exit_status)
@@ -580,7 +601,7 @@ def _verdict_of(result: Any, parser: Any, opt: argparse.Namespace, cancel_reason
         return Verdict(Outcome.INTERRUPTED, f"interrupted ({cancel_reason or 'Ctrl-C'}) while the agent ran; "
                        "agent and its processes ended", kind=Kind.INTERRUPTED, **cut)
     if result.timed_out:
-        return Verdict(Outcome.FAILED, f"timeout: no verdict after {human_seconds(opt.timeout)}, "
+        return Verdict(Outcome.FAILED, f"timeout: no verdict after {human_seconds(settings.timeout)}, "
                        "agent and its processes ended", kind=Kind.TIMEOUT, **cut)
     if result.idle_timed_out:
         return Verdict(Outcome.FAILED, f"idle timeout: no output for {human_seconds(opt.idle_timeout)}, "

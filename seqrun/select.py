@@ -54,7 +54,7 @@ class _Token:
     column: int  # 1-based, as pytest reports it
 
 
-def _tokenize(text: str) -> list[_Token]:
+def _tokenize(text: str, option: str = "-k") -> list[_Token]:
     tokens = []
     pos = 0
     while pos < len(text):
@@ -63,7 +63,7 @@ def _tokenize(text: str) -> list[_Token]:
             continue
         m = _TOKEN.match(text, pos)
         if not m:
-            raise ExpressionError(f"wrong expression passed to -k: {text!r}: "
+            raise ExpressionError(f"wrong expression passed to {option}: {text!r}: "
                                   f"at column {pos + 1}: unexpected character {text[pos]!r}")
         start = m.start("paren") if m.group("paren") else m.start("ident")
         value = m.group("paren") or m.group("ident")
@@ -75,11 +75,12 @@ def _tokenize(text: str) -> list[_Token]:
 
 
 class Expression:
-    """A compiled ``-k`` expression; ``evaluate(matcher)`` answers for one task."""
+    """A compiled ``-k`` (or ``-m``) expression; ``evaluate(matcher)`` answers for one task."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, option: str = "-k") -> None:
         self.text = text
-        self._tokens = _tokenize(text)
+        self.option = option
+        self._tokens = _tokenize(text, option)
         self._pos = 0
         if self._tokens[0].kind == "eof":
             self._code: Callable[[Matcher], bool] = lambda m: True
@@ -111,7 +112,7 @@ class Expression:
             wanted = " OR ".join({"eof": "end of input", "ident": "identifier",
                                   "(": "left parenthesis", ")": "right parenthesis"}.get(k, k)
                                  for k in kinds)
-            raise ExpressionError(f"wrong expression passed to -k: {self.text!r}: at column "
+            raise ExpressionError(f"wrong expression passed to {self.option}: {self.text!r}: at column "
                                   f"{tok.column}: expected {wanted}; got {tok.value}")
         self._pos += 1
         return tok
