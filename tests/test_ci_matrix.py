@@ -82,14 +82,24 @@ def test_github_workflow_passes_actionlint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_gitlab_pipeline_passes_gitlab_schema():
+def test_gitlab_pipeline_passes_gitlab_schema(make_spec, run_seqrun, tmp_path):
     check = shutil.which("check-jsonschema")
     if check is None:
         pytest.skip("check-jsonschema not installed")
-    for name in ("gitlab-ci.yml", "gitlab-ci-jobs.yml"):
-        result = subprocess.run([check, "--builtin-schema", "vendor.gitlab-ci", str(EXAMPLES / name)],
+    # The child pipeline as the plan job writes it: the jobs file, then the matrix (JSON is YAML).
+    make_spec("- [ ] 1. Only\n", name="alpha")
+    make_spec("- [ ] 1. Only\n", name="beta")
+    line = run_seqrun("--co", "--matrix").stdout
+    entries = [{"SPEC": e["spec"], "NAME": e["name"], "KEY": e["key"], "BRANCH": e["branch"]}
+               for e in json.loads(line)["include"]]
+    child = tmp_path / "child.yml"
+    child.write_text((EXAMPLES / "gitlab-ci-jobs.yml").read_text(encoding="utf-8")
+                     + "seqrun:\n  extends: .seqrun\n  parallel:\n    matrix: "
+                     + json.dumps(entries, separators=(",", ":")) + "\n", encoding="utf-8")
+    for path in (EXAMPLES / "gitlab-ci.yml", EXAMPLES / "gitlab-ci-jobs.yml", child):
+        result = subprocess.run([check, "--builtin-schema", "vendor.gitlab-ci", str(path)],
                                 capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, name + result.stdout + result.stderr
+        assert result.returncode == 0, path.name + result.stdout + result.stderr
 
 
 # -- a matrix of jobs on clones of one repository ------------------------------------------
@@ -221,5 +231,19 @@ def test_a_matrix_of_jobs_carries_a_killed_job_over(tmp_path):
     subprocess.run([sys.executable, "-m", "junitparser", "merge", *files, str(merged)], check=True,
                    capture_output=True, timeout=60)
     cases = {(case.classname, case.name) for suite in JUnitXml.fromfile(str(merged)) for case in suite}
+    # The morning report of the matrix: the union of the jobs' state records (jq in the workflow).
+    final = clone_for(origin, tmp_path / "final", "main")
+    records = [json.loads((where / ".kiro" / "specs" / "SEQUENTIAL_STATE.json").read_text(encoding="utf-8"))
+               for where in reports]
+    (final / ".kiro" / "specs" / "SEQUENTIAL_STATE.json").write_text(
+        json.dumps({"specs": {k: v for r in records for k, v in r["specs"].items()}}), encoding="utf-8")
+    status = subprocess.run([sys.executable, "-m", "seqrun", "--status", "--json", "--html", "report.html"],
+                            cwd=final, env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    document = json.loads(status.stdout[:status.stdout.rindex("}") + 1])
+    assert {s["name"]: s["counts"] for s in document["specs"]} == {
+        "alpha": {"passed": 3}, "beta": {"passed": 3}, "gamma": {"passed": 3}}
+    html = (final / "report.html").read_text(encoding="utf-8")
+    assert all(f".kiro/specs/{spec}::3" in html for spec in ("alpha", "beta", "gamma"))
     assert cases == {(spec, f"{n} {title}") for spec in ("alpha", "beta", "gamma")
                      for n, title in (("1", "First"), ("2", "Second"), ("3", "Third"))}
