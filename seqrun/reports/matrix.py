@@ -26,6 +26,24 @@ Guarantees:
 - **Exit status** as ``--collect-only``'s: 0 when it printed (an empty
   ``include`` too: every spec is done), 4 for a usage error, 5 when no task
   was collected (``{"include": []}`` is printed all the same).
+
+Carrying a run over from one CI job to the next (``examples/ci/``): a run
+lives in these paths of the specs folder, and only these —
+
+- ``SEQUENTIAL_STATE.json``: every task's outcome and attempts (the ``running``
+  record of the task a killed job was running);
+- ``SEQUENTIAL_PROGRESS.md``: the human log;
+- ``.seqrun/``: ``logs/`` (attempt logs and prompts), ``cache/`` (last failed,
+  stuck counts), ``marks/`` (the ``[-]`` marks seqrun owns), locks and pid
+  files (inert on another machine), and the reports the example workflows
+  write there (``.seqrun/reports/``: JUnit, HTML, one report log per job);
+
+— while the code and the ticks in tasks.md live in git, on the spec's branch
+(``--git-commit --git-branch seqrun/<key>``), pushed at the end of each job.
+A job that checks out that branch and restores those paths resumes as a run
+after ``kill -9`` does: passed tasks are skipped, the task in flight is
+``interrupted`` and runs again, nothing else runs twice
+(``tests/test_ci_matrix.py`` kills one job of a matrix and checks it).
 """
 from __future__ import annotations
 
