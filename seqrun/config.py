@@ -62,6 +62,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "lock": "seqrun.lock",
     "state": "seqrun.reports.state",
     "status": "seqrun.reports.status",
+    "matrix": "seqrun.reports.matrix",
     "writeback": "seqrun.writeback",
     "cacheprovider": "seqrun.reports.cache",
     "junitxml": "seqrun.reports.junitxml",

@@ -67,6 +67,11 @@ Paths are relative to the current folder when under it, else absolute.
 ``tokens``/``cost_usd`` sum its recorded attempts (the state keeps the last
 20 per task); the spec's count each agent run once (``--dispatch unit``).
 
+``seqrun --collect-only --json`` prints the same document: the collection
+with each task's last outcome, as a CI job planning a matrix wants it
+(``--collect-only --matrix``, :mod:`seqrun.reports.matrix`, is the one-line
+form GitHub's ``fromJSON()`` reads).
+
 ``seqrun --collect-only`` shows the same last outcome after each task of
 its tree (``[failed: no-marker, 2 attempts]``), through the
 ``seqrun_collect_item_note`` hook; ``--co -q`` is unchanged.
@@ -562,16 +567,19 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        help="show each task's last outcome, attempts, cost and log from the state file, "
                        "and whether a run is going on; run nothing")
     group.add_argument("--json", dest="status_json", action="store_true",
-                       help="with --status: print it as JSON (see the README for the shape)")
+                       help="with --status or --collect-only: print the specs, tasks and last outcomes "
+                       "as JSON (see the README for the shape)")
 
 
 @hookimpl(tryfirst=True)
 def seqrun_cmdline_main(config: Config) -> int | None:
-    if not config.getoption("status"):
-        if config.getoption("status_json"):
-            raise UsageError("--json goes with --status")
-        return None
-    return show_status(config)
+    if config.getoption("matrix", False):
+        return None  # seqrun.reports.matrix answers (or says what is wrong)
+    if config.getoption("status") or (config.getoption("collectonly") and config.getoption("status_json")):
+        return show_status(config)
+    if config.getoption("status_json"):
+        raise UsageError("--json goes with --status or --collect-only")
+    return None
 
 
 @hookimpl
