@@ -3,7 +3,8 @@
 Every expectation below was written by reading the corpus file and applying the
 collection rules by hand (mode, ids, nesting by id, duplicates, optional
 markers, metadata) -- never by printing what the collector produces.  The files
-are byte-for-byte copies of ../shared/corpus/tasks/ (see SOURCES.md there),
+are byte-for-byte copies of real files from public repositories (the project's
+shared corpus, and those listed with their provenance in tests/data/corpus/SOURCES.md),
 plus two small hand-made files: ``seed_format.md`` (the seed script's plain
 numbered format) and ``speckit_depends.md`` (spec-kit ``(depends on T003)``).
 
