@@ -147,12 +147,19 @@ def test_optional_only_at_either_end_of_a_title(tmp_path):
     assert tasks["2"].title == "Add a dark theme" == tasks["3"].title
 
 
-def test_a_passing_heading_task_ticks_its_steps_and_nothing_else(project, run_seqrun):
+def run_ralphex_task(project, run_seqrun, agent_source: str, task_id: str):
+    """Run task ``task_id`` of the ralphex plan with ``agent_source`` as the
+    agent; return tasks.md, its bytes before the run, and the run."""
     use_corpus_file(project, RALPHEX)
     tasks_md = project / ".kiro" / "specs" / "feature" / "tasks.md"
     before = tasks_md.read_bytes()
-    use_command_agent(project, 'print("<promise>TASK_DONE</promise>")\n', "{prompt_file}")
-    result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", "8")
+    use_command_agent(project, agent_source, "{prompt_file}")
+    result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", task_id)
+    return tasks_md, before, result
+
+
+def test_a_passing_heading_task_ticks_its_steps_and_nothing_else(project, run_seqrun):
+    tasks_md, before, result = run_ralphex_task(project, run_seqrun, 'print("<promise>TASK_DONE</promise>")\n', "8")
     assert result.returncode == 0, result.stdout + result.stderr
     # lines 121-127 are task 8's seven "- [ ]" steps: each gets its x, one byte
     lines = before.splitlines(keepends=True)
@@ -165,11 +172,7 @@ def test_a_passing_heading_task_ticks_its_steps_and_nothing_else(project, run_se
 
 
 def test_a_failing_heading_task_leaves_its_steps(project, run_seqrun):
-    use_corpus_file(project, RALPHEX)
-    tasks_md = project / ".kiro" / "specs" / "feature" / "tasks.md"
-    before = tasks_md.read_bytes()
-    use_command_agent(project, 'print("no promise")\n', "{prompt_file}")
-    result = run_seqrun("--no-tmux", "--delay", "0", "--backend", "command", "-k", "9")
+    tasks_md, before, result = run_ralphex_task(project, run_seqrun, 'print("no promise")\n', "9")
     assert result.returncode == 1, result.stdout + result.stderr
     assert tasks_md.read_bytes() == before
 
