@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from seqrun.main import console_main
+from seqrun.cli import console_main
 
 raise SystemExit(console_main())

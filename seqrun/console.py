@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-__all__ = ["ConsoleStream", "guarded_console", "is_console_gone"]
+__all__ = ["ConsoleStream", "guarded_console", "is_console_gone", "went_away"]
 
 #: The reader of the stream is gone for good: a closed pipe or socket, a
 #: terminal that was hung up.
@@ -90,21 +90,27 @@ class ConsoleStream:
         return getattr(self.wrapped, name)
 
     def _went_away(self, exc: OSError | ValueError) -> None:
-        if not is_console_gone(exc):
-            raise exc
+        went_away(self.wrapped, exc)
         self.gone = True
-        # Whatever the wrapped stream still buffers, and every later write to
-        # the descriptor (children, the interpreter's last flush), goes to
-        # /dev/null rather than failing again.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            fd = self.wrapped.fileno()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, fd)
-            finally:
-                os.close(devnull)
-        with contextlib.suppress(OSError, ValueError):
-            self.wrapped.flush()
+
+
+def went_away(stream: IO[str], exc: OSError | ValueError) -> None:
+    """``stream`` failed with ``exc``: re-raise it unless the reader is gone;
+    if gone, point the descriptor at ``/dev/null``."""
+    if not is_console_gone(exc):
+        raise exc
+    # Whatever the stream still buffers, and every later write to the
+    # descriptor (children, the interpreter's last flush), goes to
+    # /dev/null rather than failing again.
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        fd = stream.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()
 
 
 @contextlib.contextmanager
