@@ -12,10 +12,8 @@ warning: a classifier must never stop an overnight run.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +54,8 @@ _OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
 def parse_assignment(text: str | None) -> dict[str, str] | None:
     """The first JSON object in ``text`` with a known ``type`` and an
     ``owner_agent``; tolerant of code fences and prose around it."""
+    import json
+
     if not text:
         return None
     for match in _OBJECT.finditer(text):
@@ -106,6 +106,8 @@ class Assigner:
         return backend
 
     def classify(self, unit: Task, session: Session) -> dict[str, str] | None:
+        import tempfile
+
         from seqrun.backends.base import AgentCall
         from seqrun.backends.registry import registry
         from seqrun.paths import seqrun_dir, specs_root, workdir

@@ -25,7 +25,6 @@ known one.
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import importlib.util
 import math
@@ -61,13 +60,13 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ghsummary": "seqrun.reports.ghsummary",
     "lock": "seqrun.lock",
     "state": "seqrun.reports.state",
-    "status": "seqrun.reports.status",
-    "matrix": "seqrun.reports.matrix",
+    "status": "seqrun.reports.statusplugin",
+    "matrix": "seqrun.reports.matrixplugin",
     "writeback": "seqrun.writeback",
     "cacheprovider": "seqrun.reports.cache",
     "junitxml": "seqrun.reports.junitxml",
     "reportlog": "seqrun.reports.reportlog",
-    "html": "seqrun.reports.html",
+    "html": "seqrun.reports.htmlplugin",
     "verify": "seqrun.verify",
     "gitcommit": "seqrun.gitcommit",
     "guardrails": "seqrun.guardrails",
@@ -92,6 +91,8 @@ class UsageError(Exception):
 
 def did_you_mean(word: str, candidates: Sequence[str], n: int = 1) -> str:
     """`` (did you mean X?)`` for the closest of ``candidates``, or ``""``."""
+    import difflib
+
     close = difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 

@@ -35,7 +35,6 @@ they create no folder and no file, and take no lock they keep.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -72,6 +71,8 @@ def spec_identity(spec: Spec) -> str:
 
 
 def runtime_lock_name(identity: str) -> str:
+    import hashlib
+
     return f"spec-{hashlib.sha256(os.fsencode(identity)).hexdigest()[:32]}.lock"
 
 

@@ -40,8 +40,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
@@ -394,6 +392,8 @@ def _exc_line(exc: BaseException | None) -> str:
 
 
 def _exc_text(exc: BaseException | None) -> str:
+    import traceback
+
     if exc is None:
         return ""
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -477,6 +477,8 @@ def call_again(unit: Unit, session: Session) -> Attempt:
 
 @hookimpl(trylast=True)
 def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
+    import uuid
+
     from seqrun.backends.base import AgentCall, LineParser  # with its parsers' imports: not for --co
     from seqrun.backends.registry import backend_for
     from seqrun.terminal.view import Header, verdict_line

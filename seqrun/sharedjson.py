@@ -16,7 +16,6 @@ goes ahead unlocked rather than stopping the run.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from pathlib import Path
@@ -63,6 +62,8 @@ class FolderLock:
 
 def read_json_object(path: Path) -> dict[str, Any]:
     """The object in ``path``; ``{}`` when it is missing, damaged or not an object."""
+    import json
+
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -75,6 +76,8 @@ def update_json(path: Path, change: Callable[[dict[str, Any]], dict[str, Any]]) 
     lock, and write the result (``indent=2``, in the order ``change`` gives)
     when it differs. ``path``'s folder must exist. Returns the new object;
     an ``OSError`` (a full disk) names ``path``."""
+    import json
+
     with FolderLock(path.parent):
         current = read_json_object(path)
         new = change(dict(current))

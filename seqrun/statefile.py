@@ -51,7 +51,6 @@ the record of the specs being run.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import stat
@@ -158,6 +157,8 @@ def read_state(path: Path) -> dict[str, Any] | None:
     the expected shape — is a one-line :class:`UsageError` naming the file;
     the file is never modified.
     """
+    import json
+
     if not existing_regular_file(path, "state file"):
         return None
     try:
@@ -295,6 +296,8 @@ class StateFile:
         Whatever is at ``path`` is recovered from: a file that cannot be read,
         or that is not a file at all (a folder, a FIFO), is renamed to the
         backup name rather than copied, so every byte of it is kept."""
+        import json
+
         names = list(names)
         if not os.path.lexists(path):
             file = cls.load(path)
@@ -539,6 +542,8 @@ class StateFile:
 
 
 def _dumps(value: Any) -> str:
+    import json
+
     return json.dumps(value, ensure_ascii=False)
 
 

@@ -38,7 +38,6 @@ the task fails: a step the agent ticked on the way is its progress record.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -271,6 +270,8 @@ class MarkLedger:
         self.path = seqrun_dir(specs_root(spec)) / "marks" / f"{safe_name(spec.name)}.json"
 
     def load(self) -> list[RunningMark]:
+        import json
+
         try:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
@@ -280,6 +281,8 @@ class MarkLedger:
 
     def save(self, marks: Iterable[RunningMark]) -> None:
         """Raises OSError when it cannot be written."""
+        import json
+
         records = [m.to_json() for m in marks]
         if not records:
             try:

@@ -8,7 +8,6 @@ every run that may start an agent (not ``--co``); a backend an
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import os
 import shutil
@@ -48,6 +47,8 @@ class BackendRegistry:
         self.classes[name] = cls
 
     def resolve(self, name: str) -> str:
+        import difflib
+
         name = self.aliases.get(name, name)
         if name not in self.classes:
             known = ", ".join(sorted(self.classes))

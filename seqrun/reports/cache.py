@@ -49,7 +49,6 @@ order: ``--lf``, ``--ff``, then ``--sw``. Removed tasks are reported through
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -140,6 +139,8 @@ class Cache:
 
     def _read(self, name: str) -> Any:
         # A missing or damaged cache file is an empty cache, never an error.
+        import json
+
         try:
             return json.loads((self.folder / name).read_text("utf-8"))
         except (OSError, ValueError):
@@ -174,6 +175,8 @@ class Cache:
         return dict(sorted(merged.items()))
 
     def _write(self, name: str, data: Any) -> None:
+        import json
+
         self._ensure_folder()
         text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
         atomic_write(self.folder / name, text.encode("utf-8", errors="replace"))
@@ -330,6 +333,8 @@ class CachePlugin:
 
 def show_cache(config: Config) -> int:
     """Print the cache of every specs root the command line names."""
+    import json
+
     from seqrun.main import find_task_files
 
     roots: list[Path] = []

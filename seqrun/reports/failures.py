@@ -25,7 +25,6 @@ Every text from a tasks file or an agent goes through
 """
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,8 @@ class Line:
 def rerun_command(nodeid: str) -> str:
     """The command that runs ``nodeid`` again, as a person types it in the
     folder seqrun was started from."""
+    import shlex
+
     return f"seqrun {shlex.quote(nodeid)}"
 
 

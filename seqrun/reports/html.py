@@ -1,5 +1,8 @@
 """A self-contained HTML report of a run (``--html PATH``, ``html = "…"``).
 
+The implementation, imported only when ``--html`` is given; the option and
+the hooks are :mod:`seqrun.reports.htmlplugin`'s.
+
 One file, rendered by Jinja2 from ``templates/report.html.j2`` beside this
 module, built from the attempt records — the state file's ``history`` and the
 events of the run (the same dicts the report log writes: ``AttemptReport``,
@@ -29,22 +32,15 @@ Guarantees:
 """
 from __future__ import annotations
 
-import argparse
-import calendar
-import copy
-import json
 import os
-import shlex
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from seqrun.atomicfile import atomic_write
-from seqrun.config import Config, UsageError
+from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Attempt, TaskReport
@@ -242,6 +238,8 @@ def _head(path: Path | None, limit: int) -> str | None:
 
 
 def _epoch(value: Any) -> float | None:
+    import calendar
+
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -355,6 +353,8 @@ class RunRecords:
     def read(cls, path: Path) -> RunRecords:
         """A report log file's events; a line that is not JSON is skipped
         (the last one may be cut by a crash)."""
+        import json
+
         records = cls()
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -369,6 +369,8 @@ class RunRecords:
 
 def _spec_records(specs: Iterable[Spec]) -> dict[str, dict[str, Any]]:
     """Each spec's state record, read as ``--status`` reads it."""
+    import copy
+
     records: dict[str, dict[str, Any]] = {}
     for spec in specs:
         data = read_state(state_path(spec))
@@ -412,6 +414,8 @@ def build(tasks: Sequence[Task], run: RunRecords, report_path: Path, root: Path,
 
 def _summarize(views: list[TaskView], run: RunRecords, specs: list[Spec], source: str,
                states: dict[str, dict[str, Any]]) -> RunView:
+    import shlex
+
     counts: dict[str, int] = {}
     for view in views:
         counts[view.outcome] = counts.get(view.outcome, 0) + 1
@@ -548,17 +552,7 @@ def write(path: Path, run: RunView) -> None:
     atomic_write(path, render(run).encode("utf-8", "replace"))
 
 
-# -- the plugin -----------------------------------------------------------------------------
-
-
-def _report_path(config: Config) -> Path | None:
-    raw = config.getoption("html")
-    if not raw:
-        return None
-    if not isinstance(raw, (str, os.PathLike)):
-        raise UsageError(f"html must be a path, got {raw!r}")
-    path = Path(os.path.expanduser(os.fspath(raw)))
-    return path if path.is_absolute() else config.invocation_dir / path
+# -- the run's report (registered by seqrun.reports.htmlplugin when --html is given) ----------
 
 
 class HtmlReport:
@@ -609,55 +603,3 @@ class HtmlReport:
     def seqrun_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: Config) -> None:
         if getattr(terminalreporter, "verbosity", 0) >= 0:
             terminalreporter.rule(f"generated html report: {self.path}", char="-")
-
-
-@hookimpl
-def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("html report")
-    group.add_argument("--html", dest="html", default=None, metavar="PATH",
-                       help="write a self-contained HTML report to PATH after each task; "
-                       "with --status, write it from the state file and run nothing")
-
-
-@hookimpl
-def seqrun_configure(config: Config) -> None:
-    path = _report_path(config)
-    if path is None:
-        return
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write --html {config.getoption('html')}: no folder {path.parent}")
-    config.pluginmanager.register(HtmlReport(config, path), "html-report")
-
-
-@hookimpl(wrapper=True)
-def seqrun_cmdline_main(config: Config) -> Generator[None, int | None, int | None]:
-    code = yield
-    if not config.getoption("status") or code not in (0, 5):
-        return code
-    path = _report_path(config)
-    if path is None:
-        return code
-    from seqrun.reports.status import collect
-
-    session = collect(config)
-    run = RunRecords()
-    log = config.getoption("report_log")
-    if log:
-        log_path = Path(os.path.expanduser(os.fspath(log)))
-        log_path = log_path if log_path.is_absolute() else config.invocation_dir / log_path
-        if log_path.is_file():
-            run = RunRecords.read(log_path)
-    root = config.rootpath or config.invocation_dir
-    try:
-        write(path, build(session.items, run, path, root, source="regenerated by seqrun --status"))
-    except OSError as exc:
-        raise UsageError(f"cannot write --html {config.getoption('html')}: {exc.strerror or exc}") from None
-    print(f"html report: {path}")
-    return code
-
-
-@hookimpl
-def seqrun_unconfigure(config: Config) -> None:
-    plugin = config.pluginmanager.get_plugin("html-report")
-    if plugin is not None:
-        config.pluginmanager.unregister(plugin)

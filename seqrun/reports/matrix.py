@@ -47,16 +47,11 @@ after ``kill -9`` does: passed tasks are skipped, the task in flight is
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-import pluggy
-
-from seqrun.config import Config, UsageError
-from seqrun.hookspec import hookimpl
+from seqrun.config import Config
 from seqrun.paths import safe_name
 from seqrun.reports.status import SpecStatus, TaskStatus, collect, spec_status
 
@@ -91,6 +86,8 @@ def matrix_job(status: SpecStatus) -> MatrixJob:
 
 
 def show_matrix(config: Config) -> int:
+    import json
+
     from seqrun.main import ExitCode
 
     session = collect(config)
@@ -102,22 +99,3 @@ def show_matrix(config: Config) -> int:
     sys.stdout.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
     sys.stdout.flush()
     return ExitCode.OK if session.items else ExitCode.NO_TASKS_COLLECTED
-
-
-@hookimpl
-def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("general")
-    group.add_argument("--matrix", action="store_true",
-                       help="with --collect-only: print one line of JSON, {\"include\": [one entry per spec "
-                       "with tasks to do]}, for a CI matrix (GitHub's fromJSON)")
-
-
-@hookimpl(tryfirst=True)
-def seqrun_cmdline_main(config: Config) -> int | None:
-    if not config.getoption("matrix"):
-        return None
-    if not config.getoption("collectonly"):
-        raise UsageError("--matrix goes with --collect-only")
-    if config.getoption("status") or config.getoption("status_json"):
-        raise UsageError("--matrix prints its own JSON: leave out --status and --json")
-    return show_matrix(config)

@@ -67,7 +67,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -160,6 +159,8 @@ class ReportLog:
             self.fd = None
 
     def write_event(self, report_type: str, **fields: Any) -> None:
+        import json
+
         if self.fd is None:
             return
         data = {"$report_type": report_type, "schema": SCHEMA_VERSION, "time": time.time(), **fields}

@@ -75,20 +75,18 @@ form GitHub's ``fromJSON()`` reads).
 ``seqrun --collect-only`` shows the same last outcome after each task of
 its tree (``[failed: no-marker, 2 attempts]``), through the
 ``seqrun_collect_item_note`` hook; ``--co -q`` is unchanged.
+
+The implementation, imported only when one of those is asked for; the
+options and hooks are :mod:`seqrun.reports.statusplugin`'s.
 """
 from __future__ import annotations
 
-import argparse
-import copy
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
-
-import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
@@ -190,6 +188,8 @@ class SpecStatus:
 def spec_status(spec: Spec, items: Iterable[Task], here: Path) -> SpecStatus:
     """What the state file says of ``spec``'s tasks ``items``, and whether a
     run of it goes on. Reads files only; paths are shown relative to ``here``."""
+    import copy
+
     path = state_path(spec)
     data = read_state(path)
     record = (data or {}).get("specs", {}).get(spec.name)
@@ -509,6 +509,8 @@ def collect(config: Config) -> Session:
 
 
 def show_status(config: Config) -> int:
+    import json
+
     from seqrun.main import ExitCode
 
     session = collect(config)
@@ -558,31 +560,3 @@ class LastOutcomes:
         tasks = self._of(item.spec)
         task = tasks.get(item.id) if tasks else None
         return note_for(task) if task is not None else None
-
-
-@hookimpl
-def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.PluginManager) -> None:
-    group = parser.add_argument_group("general")
-    group.add_argument("--status", action="store_true",
-                       help="show each task's last outcome, attempts, cost and log from the state file, "
-                       "and whether a run is going on; run nothing")
-    group.add_argument("--json", dest="status_json", action="store_true",
-                       help="with --status or --collect-only: print the specs, tasks and last outcomes "
-                       "as JSON (see the README for the shape)")
-
-
-@hookimpl(tryfirst=True)
-def seqrun_cmdline_main(config: Config) -> int | None:
-    if config.getoption("matrix", False):
-        return None  # seqrun.reports.matrix answers (or says what is wrong)
-    if config.getoption("status") or (config.getoption("collectonly") and config.getoption("status_json")):
-        return show_status(config)
-    if config.getoption("status_json"):
-        raise UsageError("--json goes with --status or --collect-only")
-    return None
-
-
-@hookimpl
-def seqrun_configure(config: Config) -> None:
-    if config.option.collectonly and config.option.verbose - config.option.quiet >= 0:
-        config.pluginmanager.register(LastOutcomes(config), "last-outcomes")
