@@ -67,7 +67,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "junitxml": "seqrun.reports.junitxml",
     "reportlog": "seqrun.reports.reportlog",
     "html": "seqrun.reports.htmlplugin",
-    "verify": "seqrun.verify",
+    "verify": "seqrun.verifyplugin",
     "gitcommit": "seqrun.gitcommit",
     "guardrails": "seqrun.guardrails",
     "notify": "seqrun.notify",

@@ -38,7 +38,6 @@ from seqrun.config import Config, UsageError, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.outcome import Outcome, TaskReport
-from seqrun.verify import display, find_executable, parse_command, run_command, summary_line
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -102,6 +101,8 @@ class Notifier:
         if key in self.notified:
             return  # the subtasks of one --dispatch unit run: one message
         self.notified.add(key)
+        from seqrun.verify import display, run_command, summary_line
+
         opt = self.config.option
         result = run_command(self.argv, cwd=self.config.invocation_dir,
                              env=self.environment(event, report, exitstatus),
@@ -158,6 +159,8 @@ def seqrun_configure(config: Config) -> None:
     opt = config.option
     if opt.collectonly or opt.notify in (None, "", []):
         return
+    from seqrun.verify import find_executable, parse_command  # only with --notify
+
     try:
         argv = parse_command(opt.notify, "--notify")
     except ValueError as exc:
