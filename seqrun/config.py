@@ -64,7 +64,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "matrix": "seqrun.reports.matrixplugin",
     "writeback": "seqrun.writeback",
     "cacheprovider": "seqrun.reports.cache",
-    "junitxml": "seqrun.reports.junitxml",
+    "junitxml": "seqrun.reports.junitxmlplugin",
     "reportlog": "seqrun.reports.reportlog",
     "html": "seqrun.reports.htmlplugin",
     "verify": "seqrun.verifyplugin",
