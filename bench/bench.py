@@ -143,6 +143,26 @@ int main(void) {
 """
 
 
+def startup(runs: int, tmp: Path) -> list[Figure]:
+    """Start-up against a bare interpreter, alternated: ``--version`` alone,
+    and ``--co -q`` on a 50-task spec."""
+    env = bench_env()
+    bare = [sys.executable, "-c", "pass"]
+    spec = write_generated_spec(tmp, 50)
+    version = [sys.executable, "-m", "seqrun", "--version"]
+    collect = [sys.executable, "-m", "seqrun", "--co", "-q", str(spec)]
+    p1, v = median_pair(lambda: wall(bare, tmp, env), lambda: wall(version, tmp, env), runs)
+    p2, c = median_pair(lambda: wall(bare, tmp, env), lambda: wall(collect, tmp, env), runs)
+    bare_start = statistics.median([p1, p2])
+    return [
+        Figure("python -c pass (bare interpreter start)", bare_start, "s", "-", None),
+        Figure("seqrun --version", v, "s", "-", None),
+        Figure("seqrun --co -q, 50 tasks", c, "s", "-", None),
+        Figure("seqrun --version / python -c pass", v / p1, "x", "<= 5x", v / p1 <= 5),
+        Figure("seqrun --co -q, 50 tasks / python -c pass", c / p2, "x", "<= 6x", c / p2 <= 6),
+    ]
+
+
 def fast_agent(tmp: Path) -> Path:
     """Compile the near-zero-cost agent (a Python stand-in when there is no cc)."""
     exe = tmp / "fast-agent"
@@ -312,6 +332,7 @@ def html_report(tasks: int, attempts_per_task: int, runs: int, tmp: Path) -> lis
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
+    "startup": lambda a, tmp: startup(3 if a.quick else 15, tmp),
     "collection": lambda a, tmp: collection([10, 50] if a.quick else [50, 1000, 5000], 2 if a.quick else 5, tmp),
     "overhead-pty": lambda a, tmp: overhead([10, 20] if a.quick else [200, 800], 1 if a.quick else 5, tmp, False),
     "overhead-tmux": lambda a, tmp: overhead([5, 10] if a.quick else [50, 200], 1 if a.quick else 2, tmp, True),
@@ -338,6 +359,8 @@ def write_doc(rows: list[str], seconds: float) -> None:
         "",
         "What is measured:",
         "",
+        "- start-up: `seqrun --version` and `seqrun --co -q` on a 50-task spec, each alternated with",
+        "  a bare `python -c pass` (the ratio's reference, taken in the same run);",
         "- collection: `seqrun --collect-only -q` on generated Kiro specs and on the largest real",
         "  task list (413 tasks), against `pytest --collect-only -q` on as many trivial tests;",
         "- per-task overhead: `seqrun` running n tasks with a compiled agent that prints a finished",
