@@ -47,10 +47,10 @@ class BackendRegistry:
         self.classes[name] = cls
 
     def resolve(self, name: str) -> str:
-        import difflib
-
         name = self.aliases.get(name, name)
         if name not in self.classes:
+            import difflib  # only to name the closest known backend
+
             known = ", ".join(sorted(self.classes))
             close = difflib.get_close_matches(name, [*self.classes, *self.aliases], n=1, cutoff=0.6)
             hint = f"did you mean {self.aliases.get(close[0], close[0])}? " if close else ""
