@@ -222,7 +222,10 @@ class _Link:
             self._resize = None
         with self._input_lock:  # the agent is gone: nobody reads its keystrokes
             for fd in (self.input_fd, self._input_w):
-                os.close(fd)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
             self.input_fd = self._input_w = -1
 
     def abandon(self) -> None:
@@ -498,6 +501,19 @@ class TmuxSession:
         # window the user closed) cannot keep the new window from its settings.
         pending = self._take_pending()
         owed = [word for command in pending for word in [";", *command]]
+        try:
+            proc = self._create(tail, keep, owed)
+        except BaseException:
+            self._pending[:0] = pending  # still owed
+            raise
+        pane = Pane.parse(proc.stdout)
+        if proc.returncode != 0:  # the window exists (its -P line came): something after it failed
+            self._redo([["set-option", "-w", "-t", pane.window_id, option, value]
+                        for option, value in self.WINDOW_OPTIONS] + pending)
+        return pane
+
+    def _create(self, tail: list[str], keep: list[str], owed: list[str]) -> subprocess.CompletedProcess[str]:
+        """The tmux call that made the window; its ``-P`` line is on stdout."""
         # The session usually exists (every task after the first): try the
         # window first, one tmux call. The trailing ':' asks for the next free
         # index, whatever base-index is.
@@ -516,11 +532,7 @@ class TmuxSession:
                 proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep, *owed, check=False)
                 if proc.returncode != 0 and not proc.stdout:
                     raise TmuxError(f"tmux new-window failed: {proc.stderr.strip() or proc.returncode}")
-        pane = Pane.parse(proc.stdout)
-        if proc.returncode != 0:  # the window exists (its -P line came): something after it failed
-            self._redo([["set-option", "-w", "-t", pane.window_id, option, value]
-                        for option, value in self.WINDOW_OPTIONS] + pending)
-        return pane
+        return proc
 
     def _window_alive(self, window_id: str) -> bool:
         proc = self._tmux("display-message", "-p", "-t", window_id, "#{pane_dead}", check=False)
@@ -552,11 +564,10 @@ class TmuxSession:
             check=False,
         )
         earlier = []
-        owed = {command[-1] for command in self._pending if command[0] == "kill-window"}
         for line in proc.stdout.splitlines():
             window_id, dead, mark = (line.split("\t") + ["", ""])[:3]
             kind, _, stamp = mark.partition(" ")
-            if window_id == current or window_id in owed:
+            if window_id == current:
                 continue
             if kind == "done" and stamp.isdigit():
                 earlier.append((int(stamp), window_id))
