@@ -225,6 +225,81 @@ def overhead(sizes: list[int], runs: int, tmp: Path, tmux: bool) -> list[Figure]
     return figures
 
 
+def tmux_floor(n: int, env: dict[str, str], cwd: Path) -> float:
+    """tmux's own floor per window: a window whose program signals its end
+    (``tmux wait-for -S``), waited for (``wait-for``), then closed
+    (``kill-window``); n times, divided by n. Its own server (``-L``, in the
+    isolated TMUX_TMPDIR) with ``remain-on-exit`` on, as on seqrun's windows,
+    so ``kill-window`` has a window to close."""
+    def tmux(*args: str) -> str:
+        proc = subprocess.run(["tmux", "-L", "floor", *args], env=env, cwd=cwd, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise SystemExit(f"tmux {args[0]} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    tmux("new-session", "-d", "-s", "floor", "-x", "200", "-y", "50", ";",
+         "set-option", "-g", "remain-on-exit", "on")
+    start = time.perf_counter()
+    for i in range(n):
+        channel = f"floor-{i}"
+        window = tmux("new-window", "-d", "-t", "=floor:", "-P", "-F", "#{window_id}", "--",
+                      "tmux", "wait-for", "-S", channel).strip()
+        tmux("wait-for", channel)
+        tmux("kill-window", "-t", window)
+    took = (time.perf_counter() - start) / n
+    tmux("kill-server")
+    return took
+
+
+def overhead_tmux(sizes: list[int], runs: int, tmp: Path) -> list[Figure]:
+    """Per-task overhead in tmux mode, against tmux's own floor taken in the
+    same run, the two alternating (one isolated server, TMUX_TMPDIR)."""
+    if shutil.which("tmux") is None:
+        return [Figure("per-task overhead, tmux mode", float("nan"), "s", "tmux not installed", None)]
+    env = bench_env()
+    exe = fast_agent(tmp)
+    (tmp / "tmux").mkdir()
+    env["TMUX_TMPDIR"] = str(tmp / "tmux")
+    env.pop("TMUX", None)
+    env.pop("TMUX_PANE", None)
+    per_task: dict[int, float] = {}
+    floors: list[float] = []
+    figures = []
+    for n in sizes:
+        samples = []
+        for run in range(runs):
+            project = tmp / f"tmux-{n}-{run}"
+            write_generated_spec(project, n)
+            (project / "seqrun.toml").write_text(
+                f'backend = "claude"\ndelay = 0.0\nmax_iterations = 0\nno_tmux = false\n'
+                f'keep_windows = 2\n[backends.claude]\nexecutable = "{exe}"\n')
+            floors.append(tmux_floor(n, env, project))
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "seqrun", "-q"], cwd=project, env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+            took = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(f"seqrun failed ({proc.returncode}): {proc.stderr.decode()[-800:]}")
+            loop = plain_loop(exe, n, project)
+            samples.append((took - loop) / n)
+        per_task[n] = statistics.median(samples)
+        figures.append(Figure(f"per-task overhead, tmux mode, {n} tasks", per_task[n] * 1000, "ms",
+                              "<= 80 ms", per_task[n] <= 0.080))
+    subprocess.run(["tmux", "kill-server"], env=env, capture_output=True)
+    floor = statistics.median(floors)
+    figures.append(Figure("tmux floor: window running `tmux wait-for -S`, `wait-for`, `kill-window`",
+                          floor * 1000, "ms", "", None))
+    for n in sizes:
+        ratio = per_task[n] / floor
+        figures.append(Figure(f"tmux overhead / floor, {n} tasks", ratio, "x", "<= 3x", ratio <= 3))
+    small, large = sizes[0], sizes[-1]
+    growth = per_task[large] / per_task[small] if per_task[small] > 0 else float("inf")
+    figures.append(Figure(f"overhead growth {large} vs {small} tasks, tmux", growth, "x", "<= 1.5x",
+                          growth <= 1.5))
+    return figures
+
+
 VOLUME_AGENT = """
 import sys
 block = (b"v" * 1023 + b"\\n") * 1024
@@ -335,7 +410,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
     "startup": lambda a, tmp: startup(3 if a.quick else 15, tmp),
     "collection": lambda a, tmp: collection([10, 50] if a.quick else [50, 1000, 5000], 2 if a.quick else 5, tmp),
     "overhead-pty": lambda a, tmp: overhead([10, 20] if a.quick else [200, 800], 1 if a.quick else 5, tmp, False),
-    "overhead-tmux": lambda a, tmp: overhead([5, 10] if a.quick else [50, 200], 1 if a.quick else 2, tmp, True),
+    "overhead-tmux": lambda a, tmp: overhead_tmux([5, 10] if a.quick else [50, 200], 1 if a.quick else 3, tmp),
     "output-volume": lambda a, tmp: output_volume(10 if a.quick else 200, tmp),
     "html": lambda a, tmp: html_report(20 if a.quick else 300, 2, 1 if a.quick else 3, tmp),
     "seed": seed_reference,
@@ -367,7 +442,9 @@ def write_doc(rows: list[str], seconds: float) -> None:
         "  Claude stream-json run, `--delay 0`, minus a plain loop starting the same program n times,",
         "  divided by n; its growth from the small to the large run shows any cost that grows with",
         "  the number of tasks; in tmux mode the same with a window per task (seqrun's server",
-        "  isolated with TMUX_TMPDIR);",
+        "  isolated with TMUX_TMPDIR), against tmux's own floor taken in the same run, alternating:",
+        "  a window whose program signals its end (`new-window -d … tmux wait-for -S c`, `wait-for c`,",
+        "  `kill-window`), n times, divided by n;",
         "- output volume: an agent printing 200 MB; peak RSS of seqrun and bytes per second through",
         "  the pty (the log receives every byte);",
         "- HTML report: `seqrun --status --html` on a state file of 300 tasks and 600 attempts,",

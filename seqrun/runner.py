@@ -683,6 +683,7 @@ class TmuxExecutor:
 
     def close(self) -> None:
         self.conclude("[seqrun] stopped")
+        self.tmux.close()  # the last marks and prunes; every window's viewer has its last line
 
 
 def tmux_session_name(session: Session, task: Task) -> str:

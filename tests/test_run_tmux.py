@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-from conftest import seqrun_env, use_command_agent
+from conftest import seqrun_env, use_command_agent, wait_for
 
 pytestmark = [
     pytest.mark.tmux,
@@ -174,3 +174,28 @@ def test_inside_tmux_the_hint_is_switch_client(make_spec, run_seqrun, tmux_env):
     outside = run_seqrun(".kiro/specs/feature::2", "-v", "--backend", "demo", env={**tmux_env, "SEQRUN_DEMO_DELAY": "0"})
     assert outside.returncode == 0, outside.stdout + outside.stderr
     assert "        watch: tmux attach -t sequential-feature" in outside.stdout.splitlines(), outside.stdout
+
+
+def test_keep_windows_prunes_and_every_window_has_its_verdict_when_seqrun_exits(
+        make_spec, run_seqrun, project, tmux_env):
+    """Marks and pruning ride along with the next window's tmux call; the end
+    of the run sends what is left, and seqrun exits only once the last
+    window's viewer shows the verdict."""
+    make_spec("".join(f"- [ ] {n}. Task {n}\n" for n in range(1, 5)))
+    use_command_agent(project, 'print("<promise>TASK_DONE</promise>")')
+    result = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "keep",
+                        "--keep-windows", "2", env=tmux_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = tmux(tmux_env, "list-windows", "-t", "=keep", "-F", "#{window_name}\t#{@seqrun}\t#{window_id}")
+    rows = [line.split("\t") for line in listed.splitlines()]
+    assert [name for name, _, _ in rows] == ["task-3", "task-4"], listed
+    assert all(mark.startswith("done ") for _, mark, _ in rows), listed
+
+    def last_line() -> str:
+        shown = [line for line in tmux(tmux_env, "capture-pane", "-p", "-t", rows[-1][2]).splitlines()
+                 if line.strip()]
+        return shown[-1] if shown else ""
+
+    # Either the verdict, or (had seqrun not waited for the viewer) that seqrun is gone.
+    assert wait_for(lambda: last_line().startswith(("PASSED", "[seqrun] lost"))), last_line()
+    assert last_line() == "PASSED"

@@ -404,3 +404,63 @@ def test_broken_viewer_is_reported(tmp_path: Path, runs: Runs, monkeypatch: pyte
                   grace=0.5)
     assert time.monotonic() - started < 10
     assert wait_for(lambda: gone(int(pid_file.read_text())), 3)
+
+
+def test_seqrun_moves_on_while_a_viewer_is_still_starting(tmp_path: Path, runs: Runs,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing waits for a window's viewer: the next window opens and its agent
+    runs while the first viewer has not even started; once the viewers are
+    there, each window shows its whole output and its last line."""
+    import seqrun.terminal.tmux as tmux_module
+
+    gate = tmp_path / "gate"
+    slow = write_script(tmp_path, f"""
+        import os, sys, time
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.02)
+        os.execv(sys.executable, [sys.executable, "-S", {tmux_module.VIEWER!r}, *sys.argv[1:]])
+        """, name="slow_viewer.py")
+    monkeypatch.setattr(tmux_module, "VIEWER", str(slow))
+    session = TmuxSession("async", keep_windows=5)
+    ran = threading.Event()
+
+    def two_tasks() -> None:
+        for n in (1, 2):
+            window = session.open(f"task-{n}", Invocation([sys.executable, "-c", f"print('output of {n}')"]))
+            window.write(f"header of {n}\n".encode())
+            window.run(log_path=runs.log(f"task-{n}"), on_line=lambda line: None)
+            window.close(f"verdict of {n}")
+        ran.set()
+
+    worker = threading.Thread(target=two_tasks, daemon=True)
+    worker.start()
+    try:
+        assert wait_for(ran.is_set, 20), "seqrun waited for a viewer that had not started"
+    finally:
+        gate.touch()
+    worker.join(20)
+    session.close()
+    for n in (1, 2):
+        shown = [line for line in tmux("capture-pane", "-p", "-t", windows("async")[f"task-{n}"]).splitlines()
+                 if line.strip()]
+        assert shown == [f"header of {n}", f"output of {n}", f"verdict of {n}"], shown
+
+
+def test_a_viewer_that_finds_seqrun_gone_says_so(tmp_path: Path) -> None:
+    """seqrun was killed before the window's program started: the window says
+    so (not a traceback), and the socket seqrun left is removed."""
+    import socket
+
+    from seqrun.terminal.tmux import VIEWER
+    from seqrun.terminal.window import GONE
+
+    folder = Path(tempfile.mkdtemp(prefix="sqv-"))
+    path = folder / "s"
+    left = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    left.bind(str(path))
+    left.close()  # bound, never listening: as a killed seqrun leaves it
+    proc = subprocess.run([sys.executable, "-S", VIEWER, str(path)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == GONE and not proc.stderr
+    assert not folder.exists()

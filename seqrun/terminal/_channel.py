@@ -8,15 +8,17 @@ the verdict, or the exit status), after which seqrun closes the connection.
 window → seqrun: ``H`` hello and ``W`` window resized, both ``"ROWS COLS"``;
 ``I`` keystrokes for the agent.
 
-Standard library only, and only ``socket`` and ``struct``: the window's
-viewer imports this module as a plain file (see
-:mod:`seqrun.terminal.window`), and every module it imports is paid for at
-the start of every task.
+Imports nothing: the window's viewer imports this module as a plain file
+(see :mod:`seqrun.terminal.window`), and every module it imports is paid for
+at the start of every task (``socket`` and ``struct`` would bring ``enum``,
+``selectors`` and more). The sockets it is given only need ``recv`` and
+``sendall``: a ``socket.socket`` or the viewer's bare ``_socket.socket``.
 """
 from __future__ import annotations
 
-import socket
-import struct
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 OUTPUT = b"O"
 RESULT = b"R"
@@ -24,7 +26,8 @@ HELLO = b"H"
 RESIZE = b"W"
 INPUT = b"I"
 
-_HEADER = struct.Struct(">cI")
+_HEADER = 5
+"""The kind byte and the payload's length (4 bytes, big-endian)."""
 
 
 class FrameReader:
@@ -50,19 +53,20 @@ class FrameReader:
     def _frames(self) -> list[tuple[bytes, bytes]]:
         frames = []
         offset = 0
-        while len(self._buf) - offset >= _HEADER.size:
-            kind, length = _HEADER.unpack_from(self._buf, offset)
-            end = offset + _HEADER.size + length
-            if len(self._buf) < end:
+        buf = self._buf
+        while len(buf) - offset >= _HEADER:
+            length = int.from_bytes(buf[offset + 1 : offset + _HEADER], "big")
+            end = offset + _HEADER + length
+            if len(buf) < end:
                 break
-            frames.append((kind, bytes(self._buf[offset + _HEADER.size : end])))
+            frames.append((bytes(buf[offset : offset + 1]), bytes(buf[offset + _HEADER : end])))
             offset = end
-        del self._buf[:offset]
+        del buf[:offset]
         return frames
 
 
 def frame(kind: bytes, payload: bytes) -> bytes:
-    return _HEADER.pack(kind, len(payload)) + payload
+    return kind + len(payload).to_bytes(4, "big") + payload
 
 
 def send(sock: socket.socket, kind: bytes, payload: bytes) -> None:

@@ -17,8 +17,13 @@ pane's ``TERM``, ``TMUX`` and ``TMUX_PANE``, since that is where its output is
 drawn.
 
 The agent starts at once; the viewer connects while it runs (output before
-that is kept and replayed).  Closing the window, or killing the viewer, ends
-the agent's process tree, and the result says so.
+that is kept and replayed).  Nothing waits for the viewer: the last line is
+handed over and delivered as soon as the viewer is there, while seqrun goes
+on to the next task; :meth:`TmuxSession.close` (the end of the run) waits
+until every window's viewer has its last line.  Closing the window, or
+killing the viewer, ends the agent's process tree, and the result says so.
+A window costs one tmux call: marking the previous window finished and
+pruning (``keep_windows``) ride along in the call that creates the next one.
 
 The user's tmux configuration is honoured (their key bindings work when they
 attach) but never relied upon: windows are addressed by ``#{window_id}``,
@@ -142,10 +147,16 @@ class _Link:
     replayed.  ``cancel`` is set when the caller cancels (``caller_cancel``)
     or the window goes away; keystrokes reach the agent through a pipe read by
     :func:`run_in_pty` as its ``input_fd``.
+
+    Nothing waits for the viewer: :meth:`finish` hands over the last line and
+    returns, and the thread delivers it once the viewer is there (the next
+    task may run meanwhile), then ends the connection and removes the socket.
+    :meth:`wait` waits for that (seqrun's exit); :meth:`abandon` gives up on
+    a window seqrun closed itself.
     """
 
-    def __init__(self, listener: socket.socket, window_alive: Callable[[], bool]) -> None:
-        self._listener = listener
+    def __init__(self, listening: _Listener, window_alive: Callable[[], bool]) -> None:
+        self._listening = listening
         self._window_alive = window_alive
         self.caller_cancel: threading.Event | None = None
         """The caller's cancel event while the agent runs."""
@@ -158,13 +169,17 @@ class _Link:
         self._lock = threading.Lock()
         """Held while sending, so frames from both threads never interleave."""
         self._size_lock = threading.Lock()
+        self._input_lock = threading.Lock()
+        """Held while typing, so the pipe is never written once closed (its number reused)."""
         self._conn: socket.socket | None = None
         self._early = bytearray()
         self._early_dropped = False
         self._resize: Callable[[int, int], None] | None = None
         self._size: tuple[int, int] | None = None
-        self._connected = threading.Event()
         self._finished = False
+        """The run is over: no more output; the viewer is owed ``_result``, if any."""
+        self._result: bytes | None = None
+        self._abandoned = False
         self._thread = threading.Thread(target=self._serve, name="seqrun-window", daemon=True)
         self._thread.start()
 
@@ -174,7 +189,7 @@ class _Link:
         """Show ``data`` in the window (kept until the viewer connects)."""
         with self._lock:
             if self._conn is None:
-                if self.closed is None:
+                if self.closed is None and not self._finished:
                     self._keep_early(data)
             else:
                 self._send(ch.OUTPUT, data)
@@ -192,36 +207,38 @@ class _Link:
 
     # -- the end ---------------------------------------------------------------
 
-    def finish(self, line: str) -> None:
-        """Give the window the rest of the output and the result line.
-
-        Waits for a viewer that is still starting, so the window shows the
-        whole run before seqrun moves on.
-        """
-        deadline = time.monotonic() + _CONNECT_TIMEOUT
-        while not self._connected.wait(_POLL) and self.closed is None and time.monotonic() < deadline:
-            pass
+    def finish(self, line: str | None) -> None:
+        """The run is over: the window gets the rest of the output and then
+        ``line`` (None: no line, the viewer says seqrun stopped), now if the
+        viewer is connected, else as soon as it connects. Does not wait."""
         with self._lock:
+            if self._finished:
+                return
             self._finished = True
+            self._result = None if line is None else line.encode("utf-8", "replace")
             if self._conn is not None:
-                self._send(ch.RESULT, line.encode("utf-8", "replace"))
+                self._conclude()
+        with self._size_lock:  # the agent's pty is closed
+            self._resize = None
+        with self._input_lock:  # the agent is gone: nobody reads its keystrokes
+            for fd in (self.input_fd, self._input_w):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            self.input_fd = self._input_w = -1
 
-    def close(self) -> None:
-        with self._lock:
-            self._finished = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-        self._thread.join(5)
-        for fd in (self.input_fd, self._input_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+    def abandon(self) -> None:
+        """seqrun closed the window: stop waiting for its viewer."""
+        self._abandoned = True
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until the viewer has the last line (or is gone)."""
+        self._thread.join(timeout)
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     # -- internals -------------------------------------------------------------
 
@@ -239,6 +256,17 @@ class _Link:
         except OSError:
             self._lost(WINDOW_CLOSED)
 
+    def _conclude(self) -> None:
+        """Under the lock, once finished and connected: the last line, then hang up
+        (the viewer reads what was sent before it sees the end)."""
+        assert self._conn is not None
+        if self._result is not None:
+            self._send(ch.RESULT, self._result)
+        try:
+            self._conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _lost(self, why: str, *, never_connected: bool = False) -> None:
         if self.closed is None and not self._finished:
             self.closed = why
@@ -246,21 +274,34 @@ class _Link:
             self.cancel.set()
 
     def _serve(self) -> None:
+        conn = None
         try:
             conn = self._accept()
+            self._listening.close()  # one viewer per window: no one else may connect
             if conn is not None:
                 self._read(conn)
-        except OSError:  # closed by close() while waiting
+        except OSError:
             pass
+        finally:
+            with self._lock:
+                self._conn = None
+            if conn is not None:
+                conn.close()
+            self._listening.close()
+
+    def _give_up(self) -> bool:
+        """Nothing is owed to a viewer that has not connected yet."""
+        return self._abandoned or (self._finished and self._result is None)
 
     def _accept(self) -> socket.socket | None:
+        listener = self._listening.sock
         deadline = time.monotonic() + _CONNECT_TIMEOUT
         next_check = time.monotonic() + 0.2
-        while not self._finished:
+        while not self._give_up():
             self._follow_caller()
-            ready, _, _ = select.select([self._listener], [], [], _POLL)
+            ready, _, _ = select.select([listener], [], [], _POLL)
             if ready:
-                conn, _ = self._listener.accept()
+                conn, _ = listener.accept()
                 return conn
             now = time.monotonic()
             if now > deadline:
@@ -301,8 +342,9 @@ class _Link:
                 self._send(ch.OUTPUT, b"[seqrun] earlier output is in the log only\r\n")
             if self._early:
                 self._send(ch.OUTPUT, bytes(self._early))
-            self._early.clear()
-        self._connected.set()
+            self._early = bytearray()
+            if self._finished:
+                self._conclude()
         self._apply_size(size)
 
     def _apply_size(self, size: tuple[int, int] | None) -> None:
@@ -315,13 +357,16 @@ class _Link:
             resize(*size)
 
     def _type(self, keys: bytes) -> None:
-        # Dropped rather than blocking when the agent does not read its input.
-        _, writable, _ = select.select([], [self._input_w], [], 0)
-        if writable:
-            try:
-                os.write(self._input_w, keys)
-            except OSError:
-                pass
+        with self._input_lock:
+            if self._input_w < 0:
+                return
+            # Dropped rather than blocking when the agent does not read its input.
+            _, writable, _ = select.select([], [self._input_w], [], 0)
+            if writable:
+                try:
+                    os.write(self._input_w, keys)
+                except OSError:
+                    pass
 
     def _follow_caller(self) -> None:
         caller = self.caller_cancel
@@ -355,6 +400,13 @@ class TmuxSession:
 
     ``keep_windows`` finished windows stay open for inspection (newest first);
     older ones are closed.  Windows still running are never closed.
+
+    Each window costs one tmux call: marking the previous window finished and
+    closing the ones beyond ``keep_windows`` ride along in the call that
+    creates the next window (:meth:`close`, or :meth:`flush`, sends them when
+    no window follows).  Until then a finished window still reads
+    ``@seqrun running``; its pane is dead once its viewer showed the last
+    line, which is how a later run tells a killed run's windows apart too.
     """
 
     #: Per-window settings that must not depend on the user's configuration,
@@ -373,6 +425,10 @@ class TmuxSession:
         self._finished: deque[str] = deque()
         """Windows this object finished, oldest first (pruned without asking tmux)."""
         self._swept = False
+        self._pending: list[list[str]] = []
+        """tmux commands owed (finished marks, windows to close): sent with the next call."""
+        self._links: dict[str, _Link] = {}
+        """Windows whose viewer may still be owed output or its last line."""
 
     # -- tmux plumbing -------------------------------------------------------
 
@@ -395,6 +451,38 @@ class TmuxSession:
     def exists(self) -> bool:
         return self._tmux("has-session", "-t", self._target, check=False).returncode == 0
 
+    def _take_pending(self) -> list[list[str]]:
+        pending, self._pending = self._pending, []
+        for command in pending:
+            if command[0] == "kill-window":
+                link = self._links.pop(command[-1], None)
+                if link is not None:
+                    link.abandon()
+        return pending
+
+    def _redo(self, commands: list[list[str]]) -> None:
+        """One at a time: in a command list, a window someone closed already
+        (a failing command) stops the commands after it."""
+        for command in commands:
+            self._tmux(*command, check=False)
+
+    def flush(self) -> None:
+        """Send the owed finished marks and window closings now."""
+        pending = self._take_pending()
+        if not pending:
+            return
+        args = [word for command in pending for word in [";", *command]][1:]
+        if self._tmux(*args, check=False).returncode != 0:
+            self._redo(pending)
+
+    def close(self) -> None:
+        """The run is over: send what is owed to tmux, and wait until every
+        window's viewer has its last line (or is gone).  Idempotent."""
+        self.flush()
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            link.wait(_CONNECT_TIMEOUT + 5)
+
     def _open_window(self, window: str, command: list[str], cwd: str) -> Pane:
         """Create the window (and the session if needed)."""
         # tmux expands formats in -c, and '#(...)' would run a shell: escape.
@@ -409,24 +497,42 @@ class TmuxSession:
         keep: list[str] = []
         for option, value in self.WINDOW_OPTIONS:
             keep += [";", "set-option", "-w", "-t", f"{self._target}:", option, value]
+        # What is owed for earlier windows comes last: a failure there (a
+        # window the user closed) cannot keep the new window from its settings.
+        pending = self._take_pending()
+        owed = [word for command in pending for word in [";", *command]]
+        try:
+            proc = self._create(tail, keep, owed)
+        except BaseException:
+            self._pending[:0] = pending  # still owed
+            raise
+        pane = Pane.parse(proc.stdout)
+        if proc.returncode != 0:  # the window exists (its -P line came): something after it failed
+            self._redo([["set-option", "-w", "-t", pane.window_id, option, value]
+                        for option, value in self.WINDOW_OPTIONS] + pending)
+        return pane
+
+    def _create(self, tail: list[str], keep: list[str], owed: list[str]) -> subprocess.CompletedProcess[str]:
+        """The tmux call that made the window; its ``-P`` line is on stdout."""
         # The session usually exists (every task after the first): try the
         # window first, one tmux call. The trailing ':' asks for the next free
         # index, whatever base-index is.
-        proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep, check=False)
-        if proc.returncode == 0:
-            return Pane.parse(proc.stdout)
-        # In the same command list: with a user's `destroy-unattached on`
-        # a detached session would be gone before a second tmux call.
-        proc = self._tmux(
-            "new-session", "-d", "-s", self.name, "-x", "200", "-y", "50", *tail,
-            ";", "set-option", "-t", f"{self._target}:", "destroy-unattached", "off", *keep,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return Pane.parse(proc.stdout)
-        if "duplicate session" not in proc.stderr:
-            raise TmuxError(f"tmux new-session failed: {proc.stderr.strip()}")
-        return Pane.parse(self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep).stdout)
+        proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep, *owed, check=False)
+        if proc.returncode != 0 and not proc.stdout:
+            # In the same command list: with a user's `destroy-unattached on`
+            # a detached session would be gone before a second tmux call.
+            proc = self._tmux(
+                "new-session", "-d", "-s", self.name, "-x", "200", "-y", "50", *tail,
+                ";", "set-option", "-t", f"{self._target}:", "destroy-unattached", "off", *keep, *owed,
+                check=False,
+            )
+            if proc.returncode != 0 and not proc.stdout:
+                if "duplicate session" not in proc.stderr:
+                    raise TmuxError(f"tmux new-session failed: {proc.stderr.strip()}")
+                proc = self._tmux("new-window", "-t", f"{self._target}:", *tail, *keep, *owed, check=False)
+                if proc.returncode != 0 and not proc.stdout:
+                    raise TmuxError(f"tmux new-window failed: {proc.stderr.strip() or proc.returncode}")
+        return proc
 
     def _window_alive(self, window_id: str) -> bool:
         proc = self._tmux("display-message", "-p", "-t", window_id, "#{pane_dead}", check=False)
@@ -439,27 +545,17 @@ class TmuxSession:
         return " | ".join(text[-lines:])
 
     def _finish_window(self, window_id: str) -> None:
-        """Mark the window finished and close the oldest beyond ``keep_windows``.
-
-        One tmux call: the windows to close are the ones this session object
-        finished, plus (looked up once) those left by an earlier seqrun.
-        """
+        """Mark the window finished and close the oldest beyond ``keep_windows``:
+        owed, sent with the next tmux call. The windows to close are the ones
+        this session object finished, plus (looked up once) those left by an
+        earlier seqrun."""
         self._finished.append(window_id)
         if not self._swept:
             self._swept = True
             self._adopt_leftovers(window_id)
-        mark = ["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}"]
-        old = []
+        self._pending.append(["set-option", "-w", "-t", window_id, "@seqrun", f"done {time.time_ns()}"])
         while len(self._finished) > max(0, self.keep_windows):
-            old.append(self._finished.popleft())
-        args = list(mark)
-        for stale in old:
-            args += [";", "kill-window", "-t", stale]
-        if self._tmux(*args, check=False).returncode != 0 and old:
-            # A window someone closed already stops the list: one at a time.
-            self._tmux(*mark, check=False)
-            for stale in old:
-                self._tmux("kill-window", "-t", stale, check=False)
+            self._pending.append(["kill-window", "-t", self._finished.popleft()])
 
     def _adopt_leftovers(self, current: str) -> None:
         """Finished windows of earlier runs join the queue, oldest first."""
@@ -490,15 +586,17 @@ class TmuxSession:
         """
         prepared = prepare(invocation, agent_env(invocation))
         listening = _Listener()
-        listener, socket_path = listening.__enter__()
+        _, socket_path = listening.__enter__()
         try:
             command = [sys.executable, "-S", VIEWER, socket_path]
             pane = self._open_window(sanitize_name(window, window=True), command, prepared.cwd or os.getcwd())
         except BaseException:
-            listening.__exit__(None, None, None)
+            listening.close()
             raise
-        link = _Link(listener, lambda: self._window_alive(pane.window_id))
-        return TaskWindow(self, invocation, pane, link, listening)
+        for window_id in [w for w, link in self._links.items() if link.done]:
+            del self._links[window_id]
+        link = self._links[pane.window_id] = _Link(listening, lambda: self._window_alive(pane.window_id))
+        return TaskWindow(self, invocation, pane, link)
 
     def run(
         self,
@@ -517,7 +615,8 @@ class TmuxSession:
         keyword arguments it takes.  If the window is closed mid-run the
         agent's tree is ended and the result carries ``error``.  Raises
         :class:`TmuxError` if the window's viewer never connected (the agent
-        is ended first).
+        is ended first).  Pruning is done when this returns (:meth:`flush`);
+        the window's viewer may still be catching up.
         """
         shown = self.open(window, invocation)
         ended = None
@@ -527,6 +626,7 @@ class TmuxSession:
             ended = shown.ended
         finally:
             shown.close(ended)
+            self.flush()
         return result
 
     def _account(
@@ -553,13 +653,11 @@ class TaskWindow:
     as does one whose seqrun is killed before it is closed.
     """
 
-    def __init__(self, session: TmuxSession, invocation: Invocation, pane: Pane, link: _Link,
-                 listening: _Listener) -> None:
+    def __init__(self, session: TmuxSession, invocation: Invocation, pane: Pane, link: _Link) -> None:
         self._session = session
         self._invocation = invocation
         self.pane = pane
         self._link = link
-        self._listening = listening
         self.ended: str | None = None
         """How the agent ended (``[seqrun] exit 0 after 4.0s``), once it has."""
         self._closed = False
@@ -609,17 +707,13 @@ class TaskWindow:
 
     def close(self, line: str | None) -> None:
         """Show ``line`` last (None: the viewer says seqrun stopped), and let
-        ``--keep-windows`` prune older windows. Idempotent."""
+        ``--keep-windows`` prune older windows. Idempotent; does not wait for
+        the viewer (:meth:`TmuxSession.close` does)."""
         if self._closed:
             return
         self._closed = True
-        try:
-            if line is not None:
-                self._link.finish(line)
-        finally:
-            self._link.close()
-            self._listening.__exit__(None, None, None)
-            self._session._finish_window(self.window_id)
+        self._link.finish(line)
+        self._session._finish_window(self.window_id)
 
 
 class _Tee:
@@ -644,7 +738,8 @@ class _Tee:
 
 
 class _Listener:
-    """A listening Unix socket in a private (0700) directory, removed after use."""
+    """A listening Unix socket in a private (0700) directory, removed after use
+    (:meth:`close`, idempotent)."""
 
     def __enter__(self) -> tuple[socket.socket, str]:
         # Unix socket paths are limited to ~107 bytes: avoid a deep $TMPDIR.
@@ -657,5 +752,10 @@ class _Listener:
         return self.sock, path
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.sock.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = ""

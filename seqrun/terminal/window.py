@@ -13,21 +13,30 @@ connection ends without it, it shows :data:`GONE`.
 It is started as a plain file, without ``site`` and without importing the
 seqrun package: only the standard library and :mod:`_channel` (found next to
 this file, which Python puts first on ``sys.path``).  Every task opens a
-window, so what this imports is paid at every task.  No task data is on its
-command line: its one argument is the socket's path in a private directory.
+window, so what this imports is paid at every task: the C modules only
+(``_socket`` and ``_signal`` rather than ``socket`` and ``signal``, which
+import ``enum``, ``selectors`` and ``functools``, three times the start-up of
+the interpreter itself).  No task data is on its command line: its one
+argument is the socket's path in a private directory.
+
+seqrun does not wait for this program: the agent starts at once, output
+sent before the viewer connects is kept and replayed, and the last line is
+delivered whenever the viewer is ready, even after seqrun moved on to the
+next task.  If seqrun is gone before the viewer could connect (killed, or it
+closed the window's run without a last line), the viewer says so
+(:data:`GONE`) and removes the socket seqrun left.
 
 Closing the window (SIGHUP) ends this program; seqrun sees the socket close
 and ends the agent: an agent nobody watches over must not keep working.
 """
 from __future__ import annotations
 
+import _signal
+import _socket
 import os
 import select
-import signal
-import socket
 import sys
 import termios
-import time
 
 if __package__:
     from . import _channel as ch
@@ -71,7 +80,7 @@ def _show(data: bytes) -> None:
         view = view[os.write(1, view) :]
 
 
-def _relay(sock: socket.socket, keyboard: int | None, resized: int) -> str:
+def _relay(sock: _socket.socket, keyboard: int | None, resized: int) -> str:
     """Show output and pass keys until seqrun sends the result; return its line."""
     reader = ch.FrameReader(sock)
     while True:
@@ -103,13 +112,19 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -S window.py SOCKET", file=sys.stderr)
         return 2
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(argv[0])
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(argv[0])
+    except OSError:  # seqrun is gone (or gave up on this window) before the viewer started
+        _forget(argv[0])
+        _show(("\r\n" + GONE + "\r\n").encode())
+        _linger()
+        return 0
     # SIGWINCH wakes the select through a pipe; its handler itself does nothing.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGWINCH, lambda *_: None)
+    _signal.set_wakeup_fd(wake_w)
+    _signal.signal(_signal.SIGWINCH, lambda *_: None)
     ch.send(sock, ch.HELLO, _pane_size())
     saved = _raw_keyboard(0)
     try:
@@ -124,8 +139,22 @@ def main(argv: list[str]) -> int:
         _show(("\r\n" + line + "\r\n").encode("utf-8", "replace"))
     except OSError:
         return 0
-    time.sleep(0.2)  # tmux drops output that arrives just before a pane's process exits
+    _linger()
     return 0
+
+
+def _linger() -> None:
+    """tmux drops output that arrives just before a pane's process exits."""
+    select.select([], [], [], 0.2)
+
+
+def _forget(path: str) -> None:
+    """Remove the socket (and its private folder) a killed seqrun left."""
+    try:
+        os.unlink(path)
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
