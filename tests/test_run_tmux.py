@@ -154,12 +154,27 @@ def test_a_window_made_just_before_a_kill_is_marked_and_pruned(make_spec, run_se
     env = {**tmux_env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     first = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "s", env=env)
     assert first.returncode == -9 and (project / "killed").exists(), first.stdout + first.stderr
-    assert tmux(tmux_env, "list-windows", "-t", "=s", "-F", "#{window_name} #{@seqrun}").split() == [
-        "task-1", "running"]
+    name, mark, owner = tmux(tmux_env, "list-windows", "-t", "=s", "-F", "#{window_name} #{@seqrun}").split()
+    assert (name, mark) == ("task-1", "running") and owner.isdigit()
     second = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "s",
                         "--keep-windows", "0", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert tmux(tmux_env, "list-windows", "-a", "-F", "#{window_id} #{window_name}") == ""
+
+
+def test_a_killed_runs_window_is_pruned_while_its_viewer_still_runs(make_spec, run_seqrun, project, tmux_env):
+    """A window marked running by a seqrun that is gone is a leftover even
+    when its pane is still alive (its viewer had not yet noticed)."""
+    make_spec("- [ ] 1. Task\n")
+    use_command_agent(project, 'print("<promise>TASK_DONE</promise>")')
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    tmux(tmux_env, "new-session", "-d", "-s", "s", "-n", "leftover", "sleep", "600", ";",
+         "set-option", "-w", "-t", "=s:", "@seqrun", f"running {gone.pid}")
+    result = run_seqrun("--backend", "command", "--delay", "0", "--tmux-session", "s", "--keep-windows", "0",
+                        env=tmux_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "leftover" not in tmux(tmux_env, "list-windows", "-a", "-F", "#{window_name}")
 
 
 def test_inside_tmux_the_hint_is_switch_client(make_spec, run_seqrun, tmux_env):

@@ -395,6 +395,20 @@ def _limit_message(result: ProcessResult, timeout: float | None, idle_timeout: f
     return None
 
 
+def _owner_alive(pid: str) -> bool:
+    """Whether the seqrun that marked a window ``running <pid>`` still runs
+    (a mark without a pid, from an older seqrun: assume it does)."""
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 class TmuxSession:
     """A tmux session whose windows show agent runs.
 
@@ -405,8 +419,9 @@ class TmuxSession:
     closing the ones beyond ``keep_windows`` ride along in the call that
     creates the next window (:meth:`close`, or :meth:`flush`, sends them when
     no window follows).  Until then a finished window still reads
-    ``@seqrun running``; its pane is dead once its viewer showed the last
-    line, which is how a later run tells a killed run's windows apart too.
+    ``@seqrun running <pid of seqrun>``; its pane is dead once its viewer
+    showed the last line. A later run takes a ``running`` window for a killed
+    run's when its pane is dead or its seqrun is gone.
     """
 
     #: Per-window settings that must not depend on the user's configuration,
@@ -415,8 +430,14 @@ class TmuxSession:
         ("remain-on-exit", "on"),
         ("automatic-rename", "off"),
         ("allow-rename", "off"),
-        ("@seqrun", "running"),
     )
+
+    @property
+    def _window_options(self) -> tuple[tuple[str, str], ...]:
+        # The owner's pid in the mark: a later run prunes the window of a
+        # seqrun that died even while that window's viewer is still starting
+        # (its pane not dead yet).
+        return (*self.WINDOW_OPTIONS, ("@seqrun", f"running {os.getpid()}"))
 
     def __init__(self, name: str, *, tmux: str = "tmux", keep_windows: int = 20) -> None:
         self.name = sanitize_name(name)
@@ -495,7 +516,7 @@ class TmuxSession:
         # window marked `@seqrun running` that the next run prunes. The new
         # window is its session's current one, which `=name:` targets.
         keep: list[str] = []
-        for option, value in self.WINDOW_OPTIONS:
+        for option, value in self._window_options:
             keep += [";", "set-option", "-w", "-t", f"{self._target}:", option, value]
         # What is owed for earlier windows comes last: a failure there (a
         # window the user closed) cannot keep the new window from its settings.
@@ -509,7 +530,7 @@ class TmuxSession:
         pane = Pane.parse(proc.stdout)
         if proc.returncode != 0:  # the window exists (its -P line came): something after it failed
             self._redo([["set-option", "-w", "-t", pane.window_id, option, value]
-                        for option, value in self.WINDOW_OPTIONS] + pending)
+                        for option, value in self._window_options] + pending)
         return pane
 
     def _create(self, tail: list[str], keep: list[str], owed: list[str]) -> subprocess.CompletedProcess[str]:
@@ -571,7 +592,7 @@ class TmuxSession:
                 continue
             if kind == "done" and stamp.isdigit():
                 earlier.append((int(stamp), window_id))
-            elif kind == "running" and dead == "1":  # left by a seqrun that died
+            elif kind == "running" and (dead == "1" or not _owner_alive(stamp)):  # left by a seqrun that died
                 earlier.append((0, window_id))
         self._finished.extendleft(window_id for _, window_id in sorted(earlier, reverse=True))
 
