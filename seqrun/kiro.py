@@ -73,26 +73,30 @@ _STATES = {
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
-# The title is the rest of the line; the reader strips its trailing blanks
-# (a lazy ``.*?[ \t]*$`` would try every end: three times slower per task line).
+#: A task's id at the start of its text: ``1.2``, ``T001:``, ``**Task 3**``.
+_ID_PATTERN = (
+    r"(?P<bold>\*\*)?"
+    r"(?P<word>(?:Task|TASK|task|任务|任務|タスク|작업)[ \t]*)?"
+    r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
+    r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
+)
+_ID = re.compile("^" + _ID_PATTERN)
+# The text is the rest of the line, its id read on the way (as _ID reads it:
+# only blanks can follow the text, and they end an id as its end does); the
+# reader strips the trailing blanks (a lazy ``.*?[ \t]*$`` would try every
+# end: three times slower per task line).
 _CHECKBOX = re.compile(
     r"(?P<indent>[ \t]*)"
     r"(?:#{1,6}[ \t]+)?"
     r"(?:(?:[-*+]|(?P<number>\d{1,4})[.)])[ \t]+)?"
     r"\[(?P<mark>[ xX~/-])\]"
     r"(?P<opt>\\?\*)?"
-    r"[ \t]*(?P<text>.*)"
+    r"[ \t]*(?P<text>(?:" + _ID_PATTERN + r")?(?P<rest>.*))"
 )
 # Something that looks like a checkbox but is not one we know: worth a warning.
 _LOOSE_CHECKBOX = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
 _NUMBERED = re.compile(
     r"^(?P<indent>[ \t]*)(?P<id>\d{1,4}(?:\.\d{1,4})+\.?|\d{1,4}[.)])[ \t]+(?P<text>\S.*?)[ \t]*$"
-)
-_ID = re.compile(
-    r"^(?P<bold>\*\*)?"
-    r"(?P<word>(?:Task|TASK|task|任务|任務|タスク|작업)[ \t]*)?"
-    r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
-    r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
 _TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
 # "(Optional)" is a marker only at either end of a title; inside one it is a
@@ -176,11 +180,13 @@ class _Reader:
 
     # -- mode ------------------------------------------------------------------
 
-    def scan(self) -> tuple[set[int], dict[int, re.Match[str]], dict[int, re.Match[str]]]:
-        """The lines inside code fences (fence lines included), and the
-        checkbox and heading matches outside them, by 0-based line index:
-        both the mode and the pass use them. Cheap substring tests first:
-        most lines of a tasks file are neither."""
+    def scan(self) -> tuple[list[int], set[int], dict[int, re.Match[str]], dict[int, re.Match[str]]]:
+        """The lines the pass must look at one by one, by 0-based index, in
+        order: those inside code fences (fence lines included), and the
+        checkbox and heading lines outside them, with their matches. Both the
+        mode and the pass use them; every other line is a plain one (cheap
+        substring tests first: most lines of a tasks file are neither)."""
+        special: list[int] = []
         fenced: set[int] = set()
         boxes: dict[int, re.Match[str]] = {}
         heads: dict[int, re.Match[str]] = {}
@@ -204,15 +210,18 @@ class _Reader:
                     fenced.add(index)
         box_match, head_match = _CHECKBOX.match, _HEADING.match
         for index, text in enumerate(lines):
-            if "[" in text:
-                m = box_match(text)
-                if m and index not in fenced:
-                    boxes[index] = m
-            if text[:1] == "#":
-                h = head_match(text)
-                if h and index not in fenced:
-                    heads[index] = h
-        return fenced, boxes, heads
+            if fenced and index in fenced:
+                special.append(index)
+                continue
+            m = box_match(text) if "[" in text else None
+            h = head_match(text) if text.startswith("#") else None
+            if m:
+                boxes[index] = m
+            if h:
+                heads[index] = h
+            if m or h:
+                special.append(index)
+        return special, fenced, boxes, heads
 
     def choose_mode(self, boxes: dict[int, re.Match[str]], heads: dict[int, re.Match[str]]) -> TaskKind:
         checkboxes = len(boxes)
@@ -221,7 +230,7 @@ class _Reader:
         # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
         # the headings are the tasks and the checkboxes their steps.
         if headings > checkboxes or (headings and not any(
-                m.group("number") or _ID.match(m.group("text").rstrip(" \t")) for m in boxes.values())):
+                m.group("number") or m.group("id") for m in boxes.values())):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -230,52 +239,51 @@ class _Reader:
     # -- the pass ----------------------------------------------------------------
 
     def read(self) -> list[Task]:
-        fenced, boxes, heads = self.scan()
+        special, fenced, boxes, heads = self.scan()
         mode = self.choose_mode(boxes, heads)
         checkbox_mode = mode is TaskKind.CHECKBOX
         heading_mode = mode is TaskKind.HEADING
         numbered_mode = mode is TaskKind.NUMBERED
         heading_level = 0
-        for index, text in enumerate(self.lines):
+        lines = self.lines
+        start = 0  # the first line not read yet
+        for index in special:
+            if start < index:
+                self.plain(start, index, mode)
+            start = index + 1
+            text = lines[index]
             if fenced and index in fenced:
                 self.add_detail(text)
                 continue
             checkbox = boxes.get(index)
             h = heads.get(index)
-            if checkbox is None and h is None:
-                if numbered_mode:
-                    m = _NUMBERED.match(text)
-                    if m:
-                        self.start_numbered(index + 1, m)
-                        continue
-                elif checkbox_mode and "[" in text:
-                    self.loose_checkbox(index + 1, text)
-                draft = self.draft
-                if draft is None:
-                    continue
-                # The short way for add_detail's commonest cases: a blank line, a
-                # detail line indented under its task once the title is complete.
-                body = text.lstrip()
-                if not body:
-                    draft.title_open = False
-                    draft.detail_lines.append("")
-                    continue
-                if not draft.title_open:
-                    lead = len(text) - len(body)
-                    if (lead if "\t" not in text else _indent_width(text[:lead])) > draft.indent:
-                        draft.detail_lines.append(text)
-                        continue
-                self.add_detail(text, mode)
-                continue
             number = index + 1
-            if heading_mode and checkbox and self.draft is not None:
-                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text").rstrip(" \t")))
             if checkbox_mode and checkbox:
-                if checkbox.group("text").rstrip(" \t"):
+                indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
+                if (written is not None and bold is None and "\t" not in indent_text
+                        and "[" not in rest and "(" not in rest and "*" not in rest and "✅" not in rest):
+                    # The common task line, "- [ ] 1.2 Title": start_checkbox's
+                    # work without its rare cases (no tags, marker, bold, tab).
+                    title = rest.strip()
+                    indent = len(indent_text)
+                    task = Task(id="", title=title or written, line=number, kind=TaskKind.CHECKBOX,
+                                state=_STATES[mark], mark=mark, written_id=written, optional=opt is not None,
+                                section=self.section)
+                    if self.draft is not None:
+                        self.close_draft()
+                    self.draft = _Draft(task, indent)
+                    stack = self.indent_stack
+                    while stack and stack[-1][0] >= indent:
+                        stack.pop()
+                    self.attach(task)
+                    stack.append((indent, task))
+                elif task_text.rstrip(" \t"):
                     self.start_checkbox(number, checkbox, text)
                 else:
                     self.warn(number, "checkbox without a task title; ignored")
                 continue
+            if heading_mode and checkbox and self.draft is not None:
+                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text").rstrip(" \t")))
             if h:
                 level, body = len(h.group(1)), h.group(2)
                 if heading_mode:
@@ -299,8 +307,51 @@ class _Reader:
             if checkbox_mode and "[" in text:
                 self.loose_checkbox(number, text)
             self.add_detail(text, mode)
+        if start < len(lines):
+            self.plain(start, len(lines), mode)
         self.close_draft()
         return self.finish()
+
+    def plain(self, start: int, stop: int, mode: TaskKind) -> None:
+        """Lines ``start`` to ``stop`` (0-based, ``stop`` excluded), none of
+        them a checkbox, heading or fenced line: most lines of a file, so
+        add_detail's commonest cases are done here, without a call: a blank
+        line, a detail line indented under its task once the title is complete.
+        In numbered mode such a line may also start a task."""
+        lines = self.lines
+        numbered_mode = mode is TaskKind.NUMBERED
+        checkbox_mode = mode is TaskKind.CHECKBOX
+        draft = self.draft
+        for index in range(start, stop):
+            text = lines[index]
+            if numbered_mode:
+                m = _NUMBERED.match(text)
+                if m:
+                    self.start_numbered(index + 1, m)
+                    draft = self.draft
+                    continue
+            elif checkbox_mode and "[" in text:
+                self.loose_checkbox(index + 1, text)
+            if draft is None:
+                continue
+            body = text.lstrip()
+            if not body:
+                draft.title_open = False
+                draft.detail_lines.append("")
+                continue
+            lead = len(text) - len(body)
+            if (lead if "\t" not in text else _indent_width(text[:lead])) > draft.indent:
+                # Indented under the task: a detail, unless it continues the title.
+                if draft.title_open:
+                    stripped = body.rstrip()
+                    if stripped[0] not in _BULLET_START or _BULLET.match(stripped) is None:
+                        self.add_detail(text, mode)
+                        continue
+                    draft.title_open = False  # a bullet: the details begin
+                draft.detail_lines.append(text)
+                continue
+            self.add_detail(text, mode)
+            draft = self.draft
 
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(Warning_(self.path, line, message))
@@ -313,7 +364,7 @@ class _Reader:
     # -- starting tasks -------------------------------------------------------------
 
     def start_checkbox(self, number: int, m: re.Match[str], line: str) -> None:
-        indent_text, list_number, mark, opt, text = m.groups()
+        indent_text, list_number, mark, opt, text = m.group("indent", "number", "mark", "opt", "text")
         written, title, tags, optional, depends = _title_parts(text.rstrip(" \t"))
         if written is None and list_number:
             written = list_number  # "3. [ ] Title": the list number is the id
@@ -448,6 +499,11 @@ class _Reader:
         for t in self.order:
             if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
                 t.parent.children.remove(t)
+        written = [t.written_id for t in kept]
+        if None not in written and len(set(written)) == len(written):
+            for task, task_id in zip(kept, written):  # each id written once: the ids as written
+                task.id = task_id  # type: ignore[assignment]
+            return [t for t in kept if t.parent is None]
         counts: dict[str, int] = {}
         first_line: dict[str, int] = {}
         for task in kept:
