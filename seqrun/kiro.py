@@ -748,9 +748,13 @@ def not_a_task_list(spec: Spec) -> str | None:
     kind = SPEC_DOCUMENTS.get(spec.tasks_file.name.casefold())
     if kind:
         return f"is the spec's {kind} document, not its task list"
-    tasks = list(spec.iter_tasks())
-    numbered = [t for t in tasks if t.kind is TaskKind.NUMBERED]
-    if not numbered or len(numbered) < len([t for t in tasks if t.kind is not TaskKind.GROUP]):
+    numbered = []
+    for t in spec.iter_tasks():
+        if t.kind is TaskKind.NUMBERED:
+            numbered.append(t)
+        elif t.kind is not TaskKind.GROUP:
+            return None  # a task of another kind: its syntax says it is a task list
+    if not numbered:
         return None
     stated = sum(1 for t in numbered
                  if _REQUIREMENT_TEXT.search(t.title) or _REQUIREMENT_SECTION.search(t.section))

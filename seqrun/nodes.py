@@ -247,7 +247,7 @@ class Spec:
 
     def leaves(self) -> list[Task]:
         """The items: tasks without subtasks, in file order (the run order)."""
-        found = [t for t in self.iter_tasks() if t.is_leaf and t.kind is not TaskKind.GROUP]
+        found = [t for t in self.iter_tasks() if not t.children and t.kind is not TaskKind.GROUP]
         return sorted(found, key=lambda t: t.line)
 
     def by_id(self) -> dict[str, Task]:
