@@ -267,6 +267,12 @@ def _main(config: Config, session: Session) -> int:
     session.perform_collect()
     if config.option.collectonly:
         config.hook.seqrun_report_collectionfinish(session=session)
+        import gc
+
+        # Listed: what is alive now (modules, plugins, every task) lives until the
+        # process ends, so the collector need not walk it again; at exit it would
+        # walk all of it, a fifth of a `--co -q` of 5,000 tasks.
+        gc.freeze()
         return ExitCode.OK if session.items else ExitCode.NO_TASKS_COLLECTED
     if not session.items:
         return ExitCode.NO_TASKS_COLLECTED
