@@ -493,7 +493,9 @@ class TerminalReporter:
         if self.verbosity < 0:
             # One write, not one per task: 5,000 node ids in a few milliseconds.
             listing = "".join([f"{item.nodeid}\n" for item in session.items])
-            if printable(listing) != listing:  # a control character somewhere: each id on its own
+            if not listing.replace("\n", "").isprintable():
+                # Maybe a control character (or only a space that is not " "):
+                # each id made printable on its own. Else each id is as printable makes it.
                 listing = "".join([f"{printable(item.nodeid)}\n" for item in session.items])
             self.write(listing)
         else:
