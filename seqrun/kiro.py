@@ -162,9 +162,11 @@ class _Reader:
     """One pass over the lines of a file; builds the tree and the warnings.
 
     Its cost is per line and per task (a generated spec of 5,000 tasks has
-    20,000 lines), so the common line, a detail line of the task being read,
-    takes the short way through :meth:`read`; everything else goes through
-    the methods below, which say what each kind of line means.
+    20,000 lines), so the common lines take a short way: a detail line of the
+    task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
+    :meth:`read`. Everything else goes through the methods below, which say
+    what each kind of line means. The metadata is not read here: a task's
+    ``read_metadata`` reads its lines when first asked (nodes.Task.metadata).
     """
 
     def __init__(self, path: Path, lines: list[str]) -> None:
