@@ -41,11 +41,10 @@ a usage error before any agent starts), rather than turned into guessed tasks:
 """
 from __future__ import annotations
 
-import functools
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING
 
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
@@ -74,24 +73,30 @@ _STATES = {
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+#: A task's id at the start of its text: ``1.2``, ``T001:``, ``**Task 3**``.
+_ID_PATTERN = (
+    r"(?P<bold>\*\*)?"
+    r"(?P<word>(?:Task|TASK|task|任务|任務|タスク|작업)[ \t]*)?"
+    r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
+    r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
+)
+_ID = re.compile("^" + _ID_PATTERN)
+# The text is the rest of the line, its id read on the way (as _ID reads it:
+# only blanks can follow the text, and they end an id as its end does); the
+# reader strips the trailing blanks (a lazy ``.*?[ \t]*$`` would try every
+# end: three times slower per task line).
 _CHECKBOX = re.compile(
-    r"^(?P<indent>[ \t]*)"
+    r"(?P<indent>[ \t]*)"
     r"(?:#{1,6}[ \t]+)?"
     r"(?:(?:[-*+]|(?P<number>\d{1,4})[.)])[ \t]+)?"
     r"\[(?P<mark>[ xX~/-])\]"
     r"(?P<opt>\\?\*)?"
-    r"[ \t]*(?P<text>.*?)[ \t]*$"
+    r"[ \t]*(?P<text>(?:" + _ID_PATTERN + r")?(?P<rest>.*))"
 )
 # Something that looks like a checkbox but is not one we know: worth a warning.
 _LOOSE_CHECKBOX = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
 _NUMBERED = re.compile(
     r"^(?P<indent>[ \t]*)(?P<id>\d{1,4}(?:\.\d{1,4})+\.?|\d{1,4}[.)])[ \t]+(?P<text>\S.*?)[ \t]*$"
-)
-_ID = re.compile(
-    r"^(?P<bold>\*\*)?"
-    r"(?P<word>(?:Task|TASK|task|任务|任務|タスク|작업)[ \t]*)?"
-    r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
-    r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
 _TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
 # "(Optional)" is a marker only at either end of a title; inside one it is a
@@ -136,7 +141,8 @@ _BULLET_START = frozenset("-*+0123456789")
 
 
 class _Draft:
-    """A task while its details are still being read (one per task: slots)."""
+    """A task while its details are still being read (one per task: slots);
+    then the task's ``read_metadata``, which reads them on first use."""
 
     __slots__ = ("task", "indent", "detail_lines", "title_open", "title_depends", "steps")
 
@@ -148,20 +154,27 @@ class _Draft:
         self.title_depends = title_depends  # "(depends on T003)" in the title
         self.steps: list[Step] = []  # checkbox lines under a heading task
 
-
-#: One scanned line: number, text, inside a code fence, checkbox match, heading
-#: match.  A plain tuple: a file of 5,000 tasks has 20,000 of them.
-_Line = Tuple[int, str, bool, Optional["re.Match[str]"], Optional["re.Match[str]"]]
+    def __call__(self) -> TaskMetadata:
+        return _read_metadata(self.detail_lines, self.title_depends)
 
 
 class _Reader:
-    """One pass over the lines of a file; builds the tree and the warnings."""
+    """One pass over the lines of a file; builds the tree and the warnings.
+
+    Its cost is per line and per task (a generated spec of 5,000 tasks has
+    20,000 lines), so the common lines take a short way: a detail line of the
+    task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
+    :meth:`read`. Everything else goes through the methods below, which say
+    what each kind of line means. The metadata is not read here: a task's
+    ``read_metadata`` reads its lines when first asked (nodes.Task.metadata).
+    """
 
     def __init__(self, path: Path, lines: list[str]) -> None:
         self.path = path
         self.lines = lines
         self.warnings: list[Warning_] = []
         self.order: list[Task] = []
+        self.kept: list[Task] = []  # every node of the final tree (set by finish)
         self.latest: dict[str, Task] = {}  # written id -> latest node with it
         self.indent_stack: list[tuple[int, Task]] = []
         self.draft: _Draft | None = None
@@ -169,45 +182,57 @@ class _Reader:
 
     # -- mode ------------------------------------------------------------------
 
-    def scan(self) -> list[_Line]:
-        """Fences, and the checkbox and heading matches of every line, once:
-        both the mode and the pass use them (cheap substring tests first:
-        most lines of a tasks file are neither)."""
-        scanned = []
-        fence: str | None = None
-        for number, text in enumerate(self.lines, 1):
-            m = _FENCE.match(text) if ("```" in text or "~~~" in text) else None
-            if m:
-                marker = m.group(1)
-                if fence is None:
-                    fence = marker
-                    scanned.append((number, text, True, None, None))
-                    continue
-                if marker == fence:
-                    fence = None
-                    scanned.append((number, text, True, None, None))
-                    continue
-            if fence is not None:
-                scanned.append((number, text, True, None, None))
+    def scan(self) -> tuple[list[int], set[int], dict[int, re.Match[str]], dict[int, re.Match[str]]]:
+        """The lines the pass must look at one by one, by 0-based index, in
+        order: those inside code fences (fence lines included), and the
+        checkbox and heading lines outside them, with their matches. Both the
+        mode and the pass use them; every other line is a plain one (cheap
+        substring tests first: most lines of a tasks file are neither)."""
+        special: list[int] = []
+        fenced: set[int] = set()
+        boxes: dict[int, re.Match[str]] = {}
+        heads: dict[int, re.Match[str]] = {}
+        lines = self.lines
+        joined = "\n".join(lines)  # a fence marker cannot span lines: one test for the file
+        if "```" in joined or "~~~" in joined:
+            fence: str | None = None
+            for index, text in enumerate(lines):
+                m = _FENCE.match(text) if ("```" in text or "~~~" in text) else None
+                if m:
+                    marker = m.group(1)
+                    if fence is None:
+                        fence = marker
+                        fenced.add(index)
+                        continue
+                    if marker == fence:
+                        fence = None
+                        fenced.add(index)
+                        continue
+                if fence is not None:
+                    fenced.add(index)
+        box_match, head_match = _CHECKBOX.match, _HEADING.match
+        for index, text in enumerate(lines):
+            if fenced and index in fenced:
+                special.append(index)
                 continue
-            checkbox = _CHECKBOX.match(text) if "[" in text else None
-            heading = _HEADING.match(text) if text.startswith("#") else None
-            scanned.append((number, text, False, checkbox, heading))
-        return scanned
+            m = box_match(text) if "[" in text else None
+            h = head_match(text) if text.startswith("#") else None
+            if m:
+                boxes[index] = m
+            if h:
+                heads[index] = h
+            if m or h:
+                special.append(index)
+        return special, fenced, boxes, heads
 
-    def choose_mode(self, scanned: list[_Line]) -> TaskKind:
-        checkboxes = headings = numbered_checkboxes = 0
-        for _, _, _, checkbox, heading in scanned:
-            if checkbox:
-                checkboxes += 1
-                if _ID.match(checkbox.group("text")) or checkbox.group("number"):
-                    numbered_checkboxes += 1
-            elif heading and _heading_task_id(heading.group(2)):
-                headings += 1
+    def choose_mode(self, boxes: dict[int, re.Match[str]], heads: dict[int, re.Match[str]]) -> TaskKind:
+        checkboxes = len(boxes)
+        headings = sum(1 for index, h in heads.items() if index not in boxes and _heading_task_id(h.group(2)))
         # Task headings whose checkbox lines carry no ids of their own
         # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
         # the headings are the tasks and the checkboxes their steps.
-        if headings > checkboxes or (headings and not numbered_checkboxes):
+        if headings > checkboxes or (headings and not any(
+                m.group("number") or m.group("id") for m in boxes.values())):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -216,26 +241,54 @@ class _Reader:
     # -- the pass ----------------------------------------------------------------
 
     def read(self) -> list[Task]:
-        scanned = self.scan()
-        mode = self.choose_mode(scanned)
+        special, fenced, boxes, heads = self.scan()
+        mode = self.choose_mode(boxes, heads)
+        checkbox_mode = mode is TaskKind.CHECKBOX
+        heading_mode = mode is TaskKind.HEADING
+        numbered_mode = mode is TaskKind.NUMBERED
         heading_level = 0
-        for number, text, in_fence, checkbox, h in scanned:
-            if in_fence:
+        lines = self.lines
+        start = 0  # the first line not read yet
+        for index in special:
+            if start < index:
+                self.plain(start, index, mode)
+            start = index + 1
+            text = lines[index]
+            if fenced and index in fenced:
                 self.add_detail(text)
                 continue
-            if mode is TaskKind.HEADING and checkbox and self.draft is not None:
-                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text")))
-            if mode is TaskKind.CHECKBOX:
-                m = checkbox
-                if m and m.group("text"):
-                    self.start_checkbox(number, m)
-                    continue
-                if m:
+            checkbox = boxes.get(index)
+            h = heads.get(index)
+            number = index + 1
+            if checkbox_mode and checkbox:
+                indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
+                if (written is not None and bold is None and "\t" not in indent_text
+                        and "[" not in rest and "(" not in rest and "*" not in rest and "✅" not in rest):
+                    # The common task line, "- [ ] 1.2 Title": start_checkbox's
+                    # work without its rare cases (no tags, marker, bold, tab).
+                    title = rest.strip()
+                    indent = len(indent_text)
+                    task = Task(id="", title=title or written, line=number, kind=TaskKind.CHECKBOX,
+                                state=_STATES[mark], mark=mark, written_id=written, optional=opt is not None,
+                                section=self.section)
+                    if self.draft is not None:
+                        self.close_draft()
+                    self.draft = _Draft(task, indent)
+                    stack = self.indent_stack
+                    while stack and stack[-1][0] >= indent:
+                        stack.pop()
+                    self.attach(task)
+                    stack.append((indent, task))
+                elif task_text.rstrip(" \t"):
+                    self.start_checkbox(number, checkbox, text)
+                else:
                     self.warn(number, "checkbox without a task title; ignored")
-                    continue
+                continue
+            if heading_mode and checkbox and self.draft is not None:
+                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text").rstrip(" \t")))
             if h:
                 level, body = len(h.group(1)), h.group(2)
-                if mode is TaskKind.HEADING:
+                if heading_mode:
                     if _heading_task_id(body):
                         heading_level = level
                         self.start_heading_task(number, body)
@@ -248,39 +301,87 @@ class _Reader:
                 self.section = _strip_bold(body)
                 self.maybe_group(number, body)
                 continue
-            if mode is TaskKind.NUMBERED:
+            if numbered_mode:
                 m = _NUMBERED.match(text)
                 if m:
                     self.start_numbered(number, m)
                     continue
-            if mode is TaskKind.CHECKBOX and "[" in text:
-                loose = _LOOSE_CHECKBOX.match(text)
-                if loose and loose.group("inner") not in ("P", "p") and "](" not in text:
-                    self.warn(number, f"unrecognised checkbox [{loose.group('inner')}]; not a task")
+            if checkbox_mode and "[" in text:
+                self.loose_checkbox(number, text)
             self.add_detail(text, mode)
+        if start < len(lines):
+            self.plain(start, len(lines), mode)
         self.close_draft()
         return self.finish()
+
+    def plain(self, start: int, stop: int, mode: TaskKind) -> None:
+        """Lines ``start`` to ``stop`` (0-based, ``stop`` excluded), none of
+        them a checkbox, heading or fenced line: most lines of a file, so
+        add_detail's commonest cases are done here, without a call: a blank
+        line, a detail line indented under its task once the title is complete.
+        In numbered mode such a line may also start a task."""
+        lines = self.lines
+        numbered_mode = mode is TaskKind.NUMBERED
+        checkbox_mode = mode is TaskKind.CHECKBOX
+        draft = self.draft
+        for index in range(start, stop):
+            text = lines[index]
+            if numbered_mode:
+                m = _NUMBERED.match(text)
+                if m:
+                    self.start_numbered(index + 1, m)
+                    draft = self.draft
+                    continue
+            elif checkbox_mode and "[" in text:
+                self.loose_checkbox(index + 1, text)
+            if draft is None:
+                continue
+            body = text.lstrip()
+            if not body:
+                draft.title_open = False
+                draft.detail_lines.append("")
+                continue
+            lead = len(text) - len(body)
+            if (lead if "\t" not in text else _indent_width(text[:lead])) > draft.indent:
+                # Indented under the task: a detail, unless it continues the title.
+                if draft.title_open:
+                    stripped = body.rstrip()
+                    if stripped[0] not in _BULLET_START or _BULLET.match(stripped) is None:
+                        self.add_detail(text, mode)
+                        continue
+                    draft.title_open = False  # a bullet: the details begin
+                draft.detail_lines.append(text)
+                continue
+            self.add_detail(text, mode)
+            draft = self.draft
 
     def warn(self, line: int, message: str) -> None:
         self.warnings.append(Warning_(self.path, line, message))
 
+    def loose_checkbox(self, number: int, text: str) -> None:
+        loose = _LOOSE_CHECKBOX.match(text)
+        if loose and loose.group("inner") not in ("P", "p") and "](" not in text:
+            self.warn(number, f"unrecognised checkbox [{loose.group('inner')}]; not a task")
+
     # -- starting tasks -------------------------------------------------------------
 
-    def start_checkbox(self, number: int, m: re.Match[str]) -> None:
-        mark = m.group("mark")
-        task = self.new_task(number, m.group("text"), TaskKind.CHECKBOX)
-        if task.written_id is None and m.group("number"):
-            task.written_id = m.group("number")  # "3. [ ] Title": the list number is the id
-        task.mark = mark
-        task.state = _STATES[mark]
-        if m.group("opt"):
-            task.optional = True
-        indent = _indent_width(m.group("indent"))
-        if (task.written_id is None and self.latest and not indent and not m.group(0).lstrip().startswith("#")
+    def start_checkbox(self, number: int, m: re.Match[str], line: str) -> None:
+        indent_text, list_number, mark, opt, text = m.group("indent", "number", "mark", "opt", "text")
+        written, title, tags, optional, depends = _title_parts(text.rstrip(" \t"))
+        if written is None and list_number:
+            written = list_number  # "3. [ ] Title": the list number is the id
+        indent = _indent_width(indent_text)
+        checklist = False
+        if (written is None and self.latest and not indent and not line.lstrip().startswith("#")
                 and _CHECKLIST_SECTION.search(self.section)):
             # An id-less item under a checklist heading after numbered tasks:
             # listed (--co, -k checklist) but, like an optional task, not run by default.
-            task.checklist = task.optional = True
+            checklist = optional = True
+        task = Task(id="", title=title, line=number, kind=TaskKind.CHECKBOX, state=_STATES[mark], mark=mark,
+                    written_id=written, optional=optional or bool(opt), checklist=checklist, tags=tags,
+                    section=self.section)
+        self.close_draft()
+        self.draft = _Draft(task, indent, depends)
         self.place(task, indent)
 
     def start_numbered(self, number: int, m: re.Match[str]) -> None:
@@ -307,61 +408,41 @@ class _Reader:
         self.attach(group)
 
     def new_task(self, number: int, text: str, kind: TaskKind) -> Task:
-        task = Task(id="", title="", line=number, kind=kind, section=self.section)
-        m = _ID.match(text)
-        rest = text
-        bold = False
-        if m:
-            task.written_id = m.group("id")
-            rest = text[m.end():]
-            bold = bool(m.group("bold"))
-        deps = None
-        if "[" in rest or "(" in rest:  # tags, "(optional)", "(depends on …)"; rare
-            tags = []
-            while True:
-                t = _TAG.match(rest)
-                if not t:
-                    break
-                tags.append((t.group("tag") or t.group("paren")).replace(" ", ""))
-                rest = rest[t.end():]
-            task.tags = tuple(tags)
-            if _OPTIONAL_IN_TITLE.search(rest):
-                task.optional = True
-                rest = _OPTIONAL_IN_TITLE.sub(" ", rest)
-            deps = _DEPENDS_IN_TITLE.search(rest)
-        task.title = _clean_title(rest, bold) or (task.written_id or "")
+        written, title, tags, optional, depends = _title_parts(text)
+        task = Task(id="", title=title, line=number, kind=kind, written_id=written,
+                    optional=optional, tags=tags, section=self.section)
         self.close_draft()
-        self.draft = _Draft(task, 0, title_depends=tuple(_split_ids(deps.group(1))) if deps else ())
+        self.draft = _Draft(task, 0, depends)
         return task
 
     def place(self, task: Task, indent: int) -> None:
         assert self.draft is not None
         self.draft.indent = indent
+        stack = self.indent_stack
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
         if task.written_id is None:
-            while self.indent_stack and self.indent_stack[-1][0] >= indent:
-                self.indent_stack.pop()
-            if self.indent_stack:
-                parent = self.indent_stack[-1][1]
+            if stack:
+                parent = stack[-1][1]
                 task.parent = parent
                 parent.children.append(task)
             self.order.append(task)
         else:
-            while self.indent_stack and self.indent_stack[-1][0] >= indent:
-                self.indent_stack.pop()
             self.attach(task)
-        self.indent_stack.append((indent, task))
+        stack.append((indent, task))
 
     def attach(self, node: Task) -> None:
         """Hang ``node`` under the nearest earlier node whose id is a prefix."""
         written = node.written_id
         assert written is not None
-        parts = written.split(".")
-        for cut in range(len(parts) - 1, 0, -1):
-            parent = self.latest.get(".".join(parts[:cut]))
+        prefix, dot, _ = written.rpartition(".")
+        while dot:  # "1.2.3": "1.2", then "1"
+            parent = self.latest.get(prefix)
             if parent is not None:
                 node.parent = parent
                 parent.children.append(node)
                 break
+            prefix, dot, _ = prefix.rpartition(".")
         self.latest[written] = node
         self.order.append(node)
 
@@ -394,14 +475,20 @@ class _Reader:
         if draft is None:
             return
         task = draft.task
-        task.read_metadata = functools.partial(_read_metadata, draft.detail_lines, draft.title_depends)
-        if task.kind is TaskKind.HEADING:
-            task.steps = tuple(draft.steps)
+        lines = draft.detail_lines
+        # Read on first use (nodes.Task.metadata): listing 5,000 tasks needs none of it.
+        task.read_metadata = draft
+        task.body = lines
+        if task.kind is not TaskKind.HEADING:
+            return
+        task.steps = tuple(draft.steps)
+        # A field's key is written on one of the lines: without the word, no need to read them.
+        if any("ID" in line for line in lines):
             alias = task.fields.get("ID", "").strip("`* ")
             if _ID_ONLY.match(alias) or _ALIAS.match(alias):
                 task.aliases = (alias,)
-        if task.kind is TaskKind.HEADING and task.state is not TaskState.DONE:
-            status = task.fields.get("Status", "")
+        if task.state is not TaskState.DONE:
+            status = task.fields.get("Status", "") if any("Status" in line for line in lines) else ""
             if status and _DONE_WORDS.match(status.strip("* ")):
                 task.state = TaskState.DONE
             elif task.steps and all(step.done for step in task.steps):
@@ -410,11 +497,15 @@ class _Reader:
     # -- ids and the final tree -----------------------------------------------------------
 
     def finish(self) -> list[Task]:
-        kept = [t for t in self.order if t.kind is not TaskKind.GROUP or t.children]
-        kept_set = set(kept)
+        self.kept = kept = [t for t in self.order if t.kind is not TaskKind.GROUP or t.children]
         for t in self.order:
             if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
                 t.parent.children.remove(t)
+        written = [t.written_id for t in kept]
+        if None not in written and len(set(written)) == len(written):
+            for task, task_id in zip(kept, written):  # each id written once: the ids as written
+                task.id = task_id  # type: ignore[assignment]
+            return [t for t in kept if t.parent is None]
         counts: dict[str, int] = {}
         first_line: dict[str, int] = {}
         for task in kept:
@@ -429,7 +520,43 @@ class _Reader:
                 what = f"task id {written}" if task.written_id is not None else "task title"
                 self.warn(task.line, f"duplicate {what} (first at line "
                           f"{first_line[written]}); this one is {task.id}")
-        return [t for t in kept if t.parent is None or t.parent not in kept_set]
+        # A kept node's parent is kept too (it has a child), so the roots are
+        # the parentless ones, and `kept` is every node of the tree.
+        return [t for t in kept if t.parent is None]
+
+
+def _title_parts(text: str) -> tuple[str | None, str, tuple[str, ...], bool, tuple[str, ...]]:
+    """A task line's text (after its checkbox or number) read: the written id,
+    the title, the tags, whether "(Optional)" marks it, "(depends on …)" ids."""
+    m = _ID.match(text)
+    if m:
+        bold_mark, _, written = m.groups()
+        bold = bold_mark is not None
+        rest = text[m.end():]
+    else:
+        written, bold, rest = None, False, text
+    tags: tuple[str, ...] = ()
+    optional = False
+    depends: tuple[str, ...] = ()
+    if "[" in rest or "(" in rest:  # tags, "(optional)", "(depends on …)"; rare
+        found = []
+        while True:
+            t = _TAG.match(rest)
+            if not t:
+                break
+            found.append((t.group("tag") or t.group("paren")).replace(" ", ""))
+            rest = rest[t.end():]
+        tags = tuple(found)
+        if _OPTIONAL_IN_TITLE.search(rest):
+            optional = True
+            rest = _OPTIONAL_IN_TITLE.sub(" ", rest)
+        deps = _DEPENDS_IN_TITLE.search(rest)
+        if deps:
+            depends = tuple(_split_ids(deps.group(1)))
+    title = rest.strip()
+    if bold or "*" in title or "✅" in title:
+        title = _clean_title(rest, bold)  # else _clean_title would give the stripped text
+    return written, title or (written or ""), tags, optional, depends
 
 
 def _heading_task_id(body: str) -> str | None:
@@ -563,8 +690,9 @@ def collect_text(text: str, path: Path, nodeid: str | None = None, name: str | N
         roots=roots,
         warnings=reader.warnings,
         newline=newline,
+        text=text,
     )
-    for task in spec.iter_tasks():
+    for task in reader.kept:  # every node of the tree
         task.spec = spec
     return spec
 
@@ -622,9 +750,13 @@ def not_a_task_list(spec: Spec) -> str | None:
     kind = SPEC_DOCUMENTS.get(spec.tasks_file.name.casefold())
     if kind:
         return f"is the spec's {kind} document, not its task list"
-    tasks = list(spec.iter_tasks())
-    numbered = [t for t in tasks if t.kind is TaskKind.NUMBERED]
-    if not numbered or len(numbered) < len([t for t in tasks if t.kind is not TaskKind.GROUP]):
+    numbered = []
+    for t in spec.iter_tasks():
+        if t.kind is TaskKind.NUMBERED:
+            numbered.append(t)
+        elif t.kind is not TaskKind.GROUP:
+            return None  # a task of another kind: its syntax says it is a task list
+    if not numbered:
         return None
     stated = sum(1 for t in numbered
                  if _REQUIREMENT_TEXT.search(t.title) or _REQUIREMENT_SECTION.search(t.section))

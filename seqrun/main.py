@@ -267,6 +267,14 @@ def _main(config: Config, session: Session) -> int:
     session.perform_collect()
     if config.option.collectonly:
         config.hook.seqrun_report_collectionfinish(session=session)
+        if _process_ends_after_main:
+            import gc
+
+            # Listed, and the process ends next: what is alive now (modules,
+            # plugins, every task) goes with the process, so the collector
+            # need not walk it again. At exit it would walk all of it: 10 ms of
+            # a `--co -q` of 50 tasks, 17 ms of one of 5,000.
+            gc.freeze()
         return ExitCode.OK if session.items else ExitCode.NO_TASKS_COLLECTED
     if not session.items:
         return ExitCode.NO_TASKS_COLLECTED
@@ -334,8 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.INTERNAL_ERROR
 
 
+#: Set by :func:`console_main`: the process ends when :func:`main` returns
+#: (not so for a program that calls ``main`` itself).
+_process_ends_after_main = False
+
+
 def console_main() -> int:
     """The ``seqrun`` console script: the process's stdout and stderr are
     guarded (:mod:`seqrun.console`), so a closed console never stops a run."""
+    global _process_ends_after_main
+    _process_ends_after_main = True
     with guarded_console():
         return main()

@@ -154,6 +154,8 @@ def declared(task: Task, config: Config) -> tuple[Declared, ...]:
     """The settings of ``task``: each from the task or its nearest parent that has it."""
     found: dict[str, Declared] = {}
     for node in (task, *task.ancestors()):
+        if not node.may_have_field(SETTINGS):
+            continue  # no line names a setting: its metadata need not be read
         for key, raw in node.fields.items():
             name = key.strip().casefold()
             if name not in SETTINGS or name in found:
@@ -179,7 +181,9 @@ def marks_of(task: Task, config: Config) -> Marks:
 
 
 class MarksPlugin:
-    """Reads every task's marks once, at collection, and applies them."""
+    """Reads a task's marks once, and applies them. At collection it reads
+    those of every task that may declare a setting (a bad value is an error
+    before any agent starts); the others' are read when asked."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -187,16 +191,23 @@ class MarksPlugin:
         self.expression = Expression(config.option.markexpr, option="-m") if config.option.markexpr else None
 
     def of(self, task: Task) -> Marks:
-        if task not in self.marks:
-            self.marks[task] = marks_of(task, self.config)
-        return self.marks[task]
+        marks = self.marks.get(task)
+        if marks is None:
+            marks = self.marks[task] = marks_of(task, self.config)
+        return marks
 
     @hookimpl(tryfirst=True)  # a bad value is an error whatever the other filters leave
     def seqrun_collection_modifyitems(self, session: Session, config: Config, items: list[Task]) -> None:
+        if self.expression is None:
+            # Only the tasks of a file that names a setting somewhere can declare
+            # one: the marks of the others are read when asked (one test per file).
+            may_declare = {spec: spec.mentions(SETTINGS) for spec in session.specs}
+            for item in items:
+                if item.spec is None or may_declare.get(item.spec, True):
+                    self.of(item)
+            return
         for item in items:
             self.of(item)
-        if self.expression is None:
-            return
         expr = self.expression
         kept = [t for t in items if expr.evaluate(_matcher(self.of(t)))]
         chosen = set(kept)

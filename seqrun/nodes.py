@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Collection, Iterator
 
 from seqrun.stash import Stash
 
@@ -96,6 +96,9 @@ class Task:
     read_metadata: Callable[[], TaskMetadata] | None = field(default=None, repr=False)
     """Reads the body on first use: listing or selecting 5,000 tasks needs only
     their titles, so the collector leaves the rest until a task runs."""
+    body: list[str] | None = field(default=None, repr=False)
+    """The task's detail lines as the file writes them (None: not known);
+    :meth:`may_have_field` looks at them without reading the metadata."""
     _metadata: TaskMetadata | None = field(default=None, repr=False)
 
     @property
@@ -120,6 +123,19 @@ class Task:
     @property
     def fields(self) -> dict[str, str]:
         return self.metadata.fields
+
+    def may_have_field(self, keys: Collection[str]) -> bool:
+        """Whether :attr:`fields` may have a key that casefolds to one of
+        ``keys`` (casefolded words): False is certain, and told from the text
+        without reading the metadata, since a key is written on a line."""
+        if self._metadata is not None:
+            return any(key.strip().casefold() in keys for key in self._metadata.fields)
+        if self.spec is not None and not self.spec.mentions(keys):
+            return False
+        if self.body is None:
+            return True
+        text = _folded("\n".join(self.body))
+        return any(key in text for key in keys)
 
     @property
     def is_leaf(self) -> bool:
@@ -150,9 +166,7 @@ class Task:
 
     def iter_tree(self) -> Iterator[Task]:
         """This task and its descendants, in file order."""
-        yield self
-        for child in self.children:
-            yield from child.iter_tree()
+        return _preorder([self])
 
     def keywords(self) -> set[str]:
         """Words ``-k`` matches besides titles: tags, state, optional, kind."""
@@ -166,6 +180,22 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.title[:40]!r}>"
+
+
+def _preorder(nodes: list[Task]) -> Iterator[Task]:
+    """``nodes`` and their descendants, each before its children (a stack,
+    not nested generators: a tree of 5,000 tasks is walked often)."""
+    stack = nodes[::-1]
+    while stack:
+        node = stack.pop()
+        yield node
+        if node.children:
+            stack.extend(reversed(node.children))
+
+
+def _folded(text: str) -> str:
+    """``text.casefold()``; ``lower()`` is the same for ASCII, and ten times faster."""
+    return text.lower() if text.isascii() else text.casefold()
 
 
 @dataclass(eq=False)
@@ -191,19 +221,33 @@ class Spec:
     roots: list[Task] = field(default_factory=list)
     warnings: list[Warning_] = field(default_factory=list)
     newline: str = "\n"
+    text: str | None = field(default=None, repr=False)
+    """The tasks file's text as collected (None: not known): see :meth:`mentions`."""
+    _mentioned: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def folder(self) -> Path:
         return self.tasks_file.parent
 
+    def mentions(self, words: Collection[str]) -> bool:
+        """Whether the file's text holds one of ``words`` (casefolded), in
+        any case: one scan of the file per word answers for all its tasks."""
+        if self.text is None:
+            return True
+        mentioned = self._mentioned
+        if any(word not in mentioned for word in words):
+            folded = _folded(self.text)
+            for word in words:
+                mentioned[word] = word in folded
+        return any(mentioned[word] for word in words)
+
     def iter_tasks(self) -> Iterator[Task]:
         """Every node, parents before their children, in file order."""
-        for root in self.roots:
-            yield from root.iter_tree()
+        return _preorder(self.roots)
 
     def leaves(self) -> list[Task]:
         """The items: tasks without subtasks, in file order (the run order)."""
-        found = [t for t in self.iter_tasks() if t.is_leaf and t.kind is not TaskKind.GROUP]
+        found = [t for t in self.iter_tasks() if not t.children and t.kind is not TaskKind.GROUP]
         return sorted(found, key=lambda t: t.line)
 
     def by_id(self) -> dict[str, Task]:

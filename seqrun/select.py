@@ -192,9 +192,12 @@ def seqrun_configure(config: Config) -> None:
 @hookimpl
 def seqrun_collection_modifyitems(session: Session, config: Config, items: list[Task]) -> None:
     expr = config.stash.get(expression_key, None)
+    if expr is None and all("" in wanted for wanted in session.selectors.values()):
+        return  # whole specs, no -k: every item stays
     kept: list[Task] = []
     deselected: list[Task] = []
-    known_ids = frozenset(i for spec in session.specs for t in spec.iter_tasks() for i in task_ids(t))
+    known_ids = frozenset(i for spec in session.specs for t in spec.iter_tasks() for i in task_ids(t)) \
+        if expr is not None else frozenset()
     for item in items:
         wanted = session.selectors.get(item.spec.nodeid if item.spec else "", {""})
         if _in_selected_subtree(item, wanted) and (

@@ -106,3 +106,14 @@ def test_path_traversal_in_report_paths_is_the_users_choice_but_specs_are_contai
     assert (project / ".kiro" / "specs" / "..." / "tasks.md").read_text() == "- [x] 1. Task\n"
     assert all(".." not in p.name for p in logs.iterdir())
     assert not (project / ".kiro" / "SEQUENTIAL_STATE.json").exists()
+
+
+def test_collect_only_quiet_ids_are_printable(make_spec, run_seqrun):
+    # --co -q writes its 5,000 ids in one go; a spec folder named with an
+    # escape sequence still cannot reach the terminal.
+    make_spec("- [ ] 1. One\n- [ ] 2. Two\n", name="feat\x1b]0;OWNED\x07x\x1b[2J")
+    result = run_seqrun("--co", "-q")
+    assert result.returncode == 0, result.stderr
+    listed = result.stdout.splitlines()[:2]
+    assert [line.rsplit("::", 1)[1] for line in listed] == ["1", "2"]
+    assert not any(c in result.stdout for c in "\x1b\x07"), repr(result.stdout)

@@ -139,6 +139,16 @@ def test_bad_value_is_one_line_naming_file_and_line(line, message, make_spec, ru
     assert calls(project) == []
 
 
+def test_bad_value_on_a_parent_in_any_case_is_found_at_collection(make_spec, run_seqrun, project):
+    # Marks are read lazily, after a test of the file's text: a key in capitals,
+    # on a parent, in a file that is not ASCII, is still read before any agent.
+    make_spec("# Tâches\n- [ ] 1. Parent\n  - **TIMEOUT**: soon\n  - [ ] 1.1 Child\n- [ ] 2. Other\n")
+    result = run_seqrun("--co", "-q")
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert result.stderr.strip() == (f"ERROR: {os.path.join('.kiro', 'specs', 'feature', 'tasks.md')}:3: "
+                                     "task 1: TIMEOUT: not a duration: 'soon' (use seconds, or e.g. 45m, 8h, 1h30m)")
+
+
 # -- --co, --markers, -m ---------------------------------------------------------------------------
 
 

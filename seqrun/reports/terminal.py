@@ -490,14 +490,24 @@ class TerminalReporter:
 
     @hookimpl
     def seqrun_report_collectionfinish(self, session: Session) -> bool:
-        selected = set(session.items)
         if self.verbosity < 0:
             # One write, not one per task: 5,000 node ids in a few milliseconds.
-            self.write("".join(f"{printable(item.nodeid)}\n" for item in session.items))
+            listing = "".join([f"{item.nodeid}\n" for item in session.items])
+            if not listing.replace("\n", "").isprintable():
+                # Maybe a control character (or only a space that is not " "):
+                # each id made printable on its own. Else each id is as printable makes it.
+                listing = "".join([f"{printable(item.nodeid)}\n" for item in session.items])
+            self.write(listing)
         else:
+            # The selected tasks and their parents: each path walked once.
+            selected: set[Task] = set()
+            for item in session.items:
+                node: Task | None = item
+                while node is not None and node not in selected:
+                    selected.add(node)
+                    node = node.parent
             for spec in session.specs:
-                shown = [t for t in spec.iter_tasks()
-                         if any(leaf in selected for leaf in t.iter_tree())]
+                shown = [t for t in spec.iter_tasks() if t in selected]
                 if not shown:
                     continue
                 self.line(f"<Spec {printable(spec.name)} ({printable(spec.nodeid)})>")
