@@ -62,26 +62,19 @@ from typing import Any, Callable, Iterable, Mapping, TypedDict
 
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
+from seqrun.history import (  # noqa: F401  (HISTORY_LIMIT, FEEDBACK_KEYS: still importable from here)
+    FEEDBACK_KEYS,
+    HISTORY_LIMIT,
+    AttemptRecord,
+    Journal,
+    bounded,
+    by_task,
+    journal_path,
+    read_journal,
+)
 from seqrun.nodes import Spec, TaskState
 from seqrun.outcome import Kind, Outcome, PreviousAttempt
 from seqrun.sharedjson import FolderLock
-
-
-class AttemptRecord(TypedDict, total=False):
-    """One entry of a task's ``history``."""
-
-    attempt: int
-    run_id: str | None
-    started_at: str | None
-    duration: float | None
-    outcome: str
-    kind: str
-    reason: str | None
-    backend: str | None
-    log: str | None
-    prompt: str | None
-    session_id: str | None
-    usage: dict[str, int | float]
 
 
 class TaskRecord(TypedDict, total=False):
@@ -98,8 +91,9 @@ class TaskRecord(TypedDict, total=False):
     rate_limit_waits: int
     usage: dict[str, int | float]
     updated_at: str
-    history: list[AttemptRecord]
+    history_at: list[int]
     history_dropped: int
+    processes: dict[str, Any]
 
 
 class SpecRecord(TypedDict, total=False):
@@ -113,11 +107,12 @@ class SpecRecord(TypedDict, total=False):
     halted_task: str | None
     completed_at: str | None
     failed: list[str]
+    journal: dict[str, Any]
     tasks: dict[str, TaskRecord]
 
 
 STATE_NAME = "SEQUENTIAL_STATE.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SEED_KEYS = ("completed", "halted", "started_at", "assignments", "halted_at", "halted_task", "completed_at")
 RUNNING = "running"
 INTERRUPTED = "interrupted"
@@ -158,10 +153,17 @@ def read_state(path: Path) -> dict[str, Any] | None:
     the expected shape — is a one-line :class:`UsageError` naming the file;
     the file is never modified.
     """
+    return _read_state(path)[0]
+
+
+def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None]:
+    """:func:`read_state`, and the identity of the file it read (see :func:`_identity`)."""
     if not existing_regular_file(path, "state file"):
-        return None
+        return None, None
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            raw = f.read()
     except OSError as exc:
         raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
     try:
@@ -173,7 +175,7 @@ def read_state(path: Path) -> dict[str, Any] | None:
     if problem:
         raise UsageError(f"state file {path}: {problem}; fix it, or start over with --fresh "
                          "(the old file is kept as a backup)")
-    return data
+    return data, (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def existing_regular_file(path: Path, what: str) -> bool:
@@ -221,10 +223,13 @@ def _spec_state_problem(state: dict[str, Any]) -> str | None:
             return f"'{key}' is not a list (a JSON {_json_type(value)})"
         if not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in value):
             return f"'{key}' holds something other than task ids"
-    for key in ("assignments", "tasks"):
+    for key in ("assignments", "tasks", "journal"):
         value = state.get(key)
         if value is not None and not isinstance(value, dict):
             return f"'{key}' is not an object (a JSON {_json_type(value)})"
+    size = (state.get("journal") or {}).get("size", 0)
+    if type(size) is not int or size < 0:
+        return "'journal.size' is not a byte count"
     for task_id, entry in (state.get("tasks") or {}).items():
         if not isinstance(entry, dict):
             return f"'tasks.{task_id}' is not an object (a JSON {_json_type(entry)})"
@@ -272,15 +277,21 @@ class StateFile:
     """(spec, task id) records changed since the last save."""
     forgotten: set[str] = field(default_factory=set)
     """Records ``--fresh`` dropped: a save does not take them back from the file."""
+    journals: dict[str, Journal] = field(default_factory=dict)
+    """The history journal of each spec this run owns."""
+    set_aside: list[tuple[str, Path]] = field(default_factory=list)
+    """(spec, backup) for each journal no record owned, moved aside when its spec was claimed."""
     _encoded: dict[str, tuple[list[str], dict[str, int]]] = field(default_factory=dict, repr=False)
-    _written: tuple[int, int, int] | None = field(default=None, repr=False)
+    _seen: tuple[int, int, int] | None = field(default=None, repr=False)
+    """The file as this run last read or wrote it: unchanged since, it is not read again."""
 
     @classmethod
     def load(cls, path: Path) -> StateFile:
         """Read the file; a corrupt or unreadable one is a usage error and is
         left exactly as it is."""
-        data = read_state(path)
+        data, seen = _read_state(path)
         file = cls(path, data if data is not None else {"version": FORMAT_VERSION, "specs": {}})
+        file._seen = seen
         file.data.setdefault("specs", {})
         file._clear_leftovers()
         return file
@@ -290,7 +301,8 @@ class StateFile:
         """``--fresh``: back the file up, then forget specs ``names`` (the
         whole file when it cannot be used) and the records ``forget`` (what
         an earlier version called them); ``names`` start empty and are this
-        run's. Returns the file and the backup.
+        run's, their journals moved aside (:attr:`set_aside`). Returns the
+        file and the backup.
 
         Whatever is at ``path`` is recovered from: a file that cannot be read,
         or that is not a file at all (a folder, a FIFO), is renamed to the
@@ -343,6 +355,7 @@ class StateFile:
             specs[name] = new_spec_state()
             if name not in self.owned:
                 self.owned.append(name)
+                self._attach_journal(name)
 
     def _clear_leftovers(self) -> None:
         # Temporary files of a save that was killed: removed under the lock,
@@ -371,7 +384,8 @@ class StateFile:
         seed's record (top-level keys, no ``spec``), which is adopted once:
         the file records ``adopted_seed_state`` and is written before the lock
         is let go, so another seqrun starting at the same moment sees it and
-        starts its spec empty. Raises OSError when an adoption cannot be written.
+        starts its spec empty. Each spec's history journal is then opened
+        (:meth:`_attach_journal`). Raises OSError when an adoption cannot be written.
         """
         wanted = [name for name in dict.fromkeys(names) if name not in self.owned]
         if not wanted:
@@ -387,6 +401,8 @@ class StateFile:
                 old = former.get(name)
                 if old is not None and old not in self.owned and isinstance(specs.get(old), dict):
                     specs[name] = specs.pop(old)
+                    if isinstance(specs[name].get("journal"), dict):
+                        self._move_journal(old, name)
                     adopted.append(name)
                 elif self._holds_seed_record():
                     state = new_spec_state()
@@ -401,15 +417,133 @@ class StateFile:
             for name in wanted:
                 normalized(specs[name])
                 self.owned.append(name)
+                self._attach_journal(name)
             if adopted:
                 self._write(adopted[0], durable=True)
         return adopted
 
+    # -- the history journal -----------------------------------------------------------
+
+    def journal(self, name: str) -> Journal:
+        """The history journal of spec ``name`` (claimed when it is not yet)."""
+        if name not in self.owned:
+            self.claim([name])
+        return self.journals[name]
+
+    def _journal_path(self, name: str) -> Path:
+        return journal_path(self.path.parent, name)
+
+    def _attach_journal(self, name: str) -> None:
+        """Open spec ``name``'s journal (this run holds the spec's lock) and
+        bring the record up to date with it.
+
+        - A record without a ``journal`` never takes a journal file it finds
+          (left by a record deleted or forgotten): the file is moved aside,
+          kept under a backup name (:attr:`set_aside`).
+        - A record written by an earlier seqrun keeps each task's ``history``
+          in the state: those records go to the journal (once: a record
+          already there is not added again), and leave the state at the next save.
+        - The lines after the record's checkpoint (``journal.size``) are
+          attempts the state may not count yet (seqrun stopped between the
+          line and the save): each task's ``attempts`` becomes at least the
+          line's attempt, and ``history_at`` points to its newest line. Doing
+          it again changes nothing, so no attempt is counted twice.
+        """
+        state = self.data["specs"][name]
+        path = self._journal_path(name)
+        meta = state.get("journal")
+        if not isinstance(meta, dict):
+            if os.path.lexists(path):
+                backup = _backup_name(path)
+                try:
+                    os.rename(path, backup)
+                except OSError as exc:
+                    raise UsageError(f"cannot move {path} aside to {backup.name}: {exc.strerror or exc}") from None
+                self.set_aside.append((name, backup))
+            meta = {"size": 0}
+        tasks = state["tasks"]
+        journal = Journal.open(path, meta.get("size", 0))
+        self.journals[name] = journal
+        # The journal follows the seed's keys and "failed", before the task records.
+        state.pop("tasks")
+        state["journal"] = {"file": path.relative_to(self.path.parent).as_posix(), "size": journal.accounted}
+        state["tasks"] = tasks
+        inline = {task_id: entry["history"] for task_id, entry in tasks.items()
+                  if isinstance(entry, dict) and isinstance(entry.get("history"), list)}
+        if inline:
+            self._migrate(name, journal, inline)
+        for offset, length, record in journal.lines_from(journal.accounted):
+            number = record.get("attempt")
+            for task_id in record["tasks"]:
+                entry = tasks.get(task_id)
+                if not isinstance(entry, dict):
+                    # Its record was never saved (a power cut): the attempt was cut off.
+                    entry = tasks[task_id] = {"status": INTERRUPTED, "kind": Kind.INTERRUPTED.value,
+                                              "attempts": 0, "last_error": INTERRUPTED_ERROR,
+                                              "updated_at": record.get("started_at") or utcnow()}
+                if isinstance(number, int) and not isinstance(number, bool):
+                    entry["attempts"] = max(attempts_of(entry), number)
+                entry["history_at"] = [offset, length]
+                self.touch(name, task_id)
+
+    def _migrate(self, name: str, journal: Journal, inline: dict[str, list[Any]]) -> None:
+        """Move the ``history`` an earlier seqrun kept in task records to the
+        journal: one line per task and record, each task's in its order; a
+        record the journal holds already (same task, attempt and run) is not
+        added again, so a migration cut short is simply done again."""
+        present = {(task_id, record.get("attempt"), record.get("run_id"))
+                   for _, _, record in journal.lines_from(0) for task_id in record["tasks"]} if journal.size else set()
+        lines = [([task_id], record) for task_id, history in inline.items() for record in history
+                 if isinstance(record, dict) and (task_id, record.get("attempt"), record.get("run_id")) not in present]
+        journal.append(lines)
+        for task_id in inline:
+            del self.data["specs"][name]["tasks"][task_id]["history"]
+            self.touch(name, task_id)
+
+    def _move_journal(self, old: str, new: str) -> None:
+        """A record adopted under a new name takes its journal along."""
+        source, target = self._journal_path(old), self._journal_path(new)
+        if not os.path.exists(source):
+            return
+        try:
+            if os.path.lexists(target):
+                backup = _backup_name(target)
+                os.rename(target, backup)
+                self.set_aside.append((new, backup))
+            os.rename(source, target)
+        except OSError as exc:
+            raise UsageError(f"cannot move {source} to {target}: {exc.strerror or exc}") from None
+
+    def unaccounted(self, name: str) -> dict[str, Any]:
+        """The attempts of spec ``name``'s journal after its checkpoint, in
+        the shape of a spec record (tasks with their title and ``history``),
+        for :func:`seqrun.reports.progress.recorded_attempts`."""
+        journal = self.journals[name]
+        tasks = self.data["specs"][name]["tasks"]
+        found: dict[str, Any] = {}
+        for task_id, records in by_task(r for _, _, r in journal.lines_from(journal.accounted)).items():
+            entry = tasks.get(task_id)
+            title = entry.get("title") if isinstance(entry, dict) else None
+            found[task_id] = {"title": title, "history": records}
+        return {"tasks": found}
+
+    def newest_attempt(self, name: str, task_id: str) -> dict[str, Any] | None:
+        """The newest attempt record of a task of spec ``name`` (None when it has none)."""
+        entry = self.data["specs"][name]["tasks"].get(task_id)
+        if not isinstance(entry, dict) or "history_at" not in entry:
+            return None  # no attempt recorded
+        record = self.journal(name).newest(task_id, entry.get("history_at"))
+        if record is None:
+            return None
+        return {k: v for k, v in record.items() if k != "tasks"}
+
+    # -- reading it again, writing it ---------------------------------------------------
+
     def _reload(self) -> None:
         """Take the file as it is now, keeping the records this run owns."""
-        if self._written is not None and _identity(self.path) == self._written:
+        if self._seen is not None and _identity(self.path) == self._seen:
             return
-        disk = read_state(self.path)
+        disk, seen = _read_state(self.path)
         if disk is None:
             return
         mine = {name: self.data["specs"][name] for name in self.owned}
@@ -418,6 +552,7 @@ class StateFile:
             disk["specs"].pop(name, None)
         disk["specs"].update(mine)
         self.data = disk
+        self._seen = seen
         self._encoded.clear()
 
     def _holds_seed_record(self) -> bool:
@@ -439,6 +574,8 @@ class StateFile:
         self.data["spec"] = current
         for key in SEED_KEYS:
             self.data[key] = self.data["specs"][current].get(key)
+        for name, journal in self.journals.items():
+            self.data["specs"][name]["journal"]["size"] = journal.accounted
         # The seed's keys first: a person opening the file sees them at once.
         ordered = {k: self.data[k] for k in ("spec", *SEED_KEYS, "version", "specs")}
         ordered.update((k, v) for k, v in self.data.items() if k not in ordered)
@@ -447,7 +584,7 @@ class StateFile:
         # A lone surrogate (undecodable agent output) becomes a JSON \u
         # escape instead of an error or invalid UTF-8.
         atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
-        self._written = _identity(self.path)
+        self._seen = _identity(self.path)
 
     def _encode(self, data: dict[str, Any]) -> str:
         """The file's text: keys one per line, each task record on one line.
@@ -521,8 +658,8 @@ class StateFile:
         self.changed.add((spec, task_id))
 
     def _merge_from_disk(self) -> None:
-        if self._written is not None and _identity(self.path) == self._written:
-            return  # nobody else wrote it since our last save: nothing to merge
+        if self._seen is not None and _identity(self.path) == self._seen:
+            return  # nobody else wrote it since we last read or wrote it: nothing to merge
         self._encoded.clear()  # specs of other runs may have changed
         try:
             disk = read_state(self.path)
@@ -538,8 +675,13 @@ class StateFile:
         self.data["specs"] = specs
 
 
+#: One encoder for every value: ``json.dumps`` with an option builds a new
+#: one per call, which costs more than encoding a task record.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -563,8 +705,8 @@ def _backup_name(path: Path) -> Path:
 
 def restore(entry: dict[str, Any], before: dict[str, Any]) -> None:
     """Put back what a task's record said before this run marked it running,
-    keeping what is true now: its attempts and their history."""
-    kept = {k: entry[k] for k in ("attempts", "history", "history_dropped") if k in entry}
+    keeping what is true now: its attempts and where their history is."""
+    kept = {k: entry[k] for k in ("attempts", "history", "history_at", "history_dropped") if k in entry}
     entry.clear()
     entry.update(before)
     entry.update(kept)
@@ -573,45 +715,73 @@ def restore(entry: dict[str, Any], before: dict[str, Any]) -> None:
         entry["kind"] = Kind.NOT_REACHED.value
 
 
-#: Attempt records kept per task; older ones are counted in ``history_dropped``.
-HISTORY_LIMIT = 20
-
-
-def add_history(entry: TaskRecord, record: AttemptRecord) -> None:
-    """Append ``record`` to a task's bounded ``history`` (once per attempt)."""
+def add_history(entry: TaskRecord | dict[str, Any], record: AttemptRecord) -> None:
+    """Append ``record`` to a ``history`` held in a task record (once per
+    attempt, bounded as readers get it): a record read with its history
+    (:func:`with_history`), or written by an earlier seqrun."""
     history = entry.get("history")
     if not isinstance(history, list):
         history = entry["history"] = []
-    if history and isinstance(history[-1], dict) and history[-1].get("attempt") == record["attempt"] \
-            and history[-1].get("run_id") == record.get("run_id"):
-        return  # a unit's record shared by its subtasks: already there
-    for older in history[-1:]:
-        if isinstance(older, dict):
-            for key in FEEDBACK_KEYS:
-                older.pop(key, None)  # bounded: only the newest carries its feedback
     history.append(record)
-    if len(history) > HISTORY_LIMIT:
-        dropped = len(history) - HISTORY_LIMIT
-        del history[:dropped]
-        entry["history_dropped"] = int(entry.get("history_dropped") or 0) + dropped
+    kept, dropped = bounded(history, int(entry.get("history_dropped") or 0))
+    history[:] = kept
+    if dropped:
+        entry["history_dropped"] = dropped
 
 
-#: What only the newest history record keeps: the feedback for the next attempt.
-FEEDBACK_KEYS = ("final_message", "checks")
+def with_history(record: dict[str, Any], journal: Path) -> dict[str, Any]:
+    """Spec ``record`` (read from the state file, not modified) with each
+    task's ``history`` and ``history_dropped`` as the state file held them
+    before the journal: what every reader of the history is given.
+
+    The journal's attempts follow any ``history`` the record still holds (a
+    record an earlier seqrun wrote, not yet run by this one). A record
+    without a ``journal`` has none: a file found there is not its."""
+    tasks = record.get("tasks")
+    if not isinstance(tasks, dict):
+        return record
+    lines = by_task(read_journal(journal)) if isinstance(record.get("journal"), dict) else {}
+    filled = {}
+    for task_id, entry in tasks.items():
+        if not isinstance(entry, dict):
+            filled[task_id] = entry
+            continue
+        inline = entry.get("history") if isinstance(entry.get("history"), list) else []
+        records = [dict(r) if isinstance(r, dict) else r for r in inline] + lines.get(str(task_id), [])
+        entry = {k: v for k, v in entry.items() if k != "history_at"}
+        if records:
+            dropped = entry.get("history_dropped")
+            entry["history"], dropped = bounded(records, dropped if type(dropped) is int else 0)
+            if dropped:
+                entry["history_dropped"] = dropped
+        filled[task_id] = entry
+    return {**record, "tasks": filled}
 
 
-def last_failed_attempt(tasks: dict[str, Any], among: Iterable[Any]) -> PreviousAttempt | None:
-    """The newest attempt recorded for any of the tasks ``among``, when it did not pass."""
-    newest: dict[str, Any] | None = None
-    for task in among:
-        history = (tasks.get(task.id) or {}).get("history")
-        if isinstance(history, list) and history and isinstance(history[-1], dict):
-            record = history[-1]
-            if newest is None or (record.get("started_at") or "") > (newest.get("started_at") or ""):
-                newest = record
-    if newest is None or newest.get("outcome") == Outcome.PASSED.value:
+def read_spec_record(path: Path, name: str) -> dict[str, Any] | None:
+    """Spec ``name``'s record in state file ``path``, each task with its
+    ``history`` (:func:`with_history`); None when the file has no such
+    record. A corrupt state file is a :class:`UsageError`, as :func:`read_state`."""
+    data = read_state(path)
+    record = (data or {}).get("specs", {}).get(name)
+    if not isinstance(record, dict):
         return None
-    return PreviousAttempt.from_record(newest)
+    return with_history(record, journal_path(path.parent, name))
+
+
+def last_failed_attempt(newest: Callable[[str], dict[str, Any] | None],
+                        among: Iterable[Any]) -> PreviousAttempt | None:
+    """The newest attempt recorded for any of the tasks ``among`` (``newest``
+    gives a task's newest record), when it did not pass."""
+    found: dict[str, Any] | None = None
+    for task in among:
+        record = newest(task.id)
+        if isinstance(record, dict):
+            if found is None or (record.get("started_at") or "") > (found.get("started_at") or ""):
+                found = record
+    if found is None or found.get("outcome") == Outcome.PASSED.value:
+        return None
+    return PreviousAttempt.from_record(found)
 
 
 def attempts_of(entry: Any) -> int:
@@ -630,19 +800,27 @@ def session_file(log_path: Path) -> Path:
 
 def begin_run(state: dict[str, Any], spec: Spec,
               session_of: Callable[[str], str | None] = lambda log: None,
-              end_processes: Callable[[str, Any], None] = lambda task_id, record: None) -> None:
+              end_processes: Callable[[str, Any], None] = lambda task_id, record: None,
+              journal: Journal | None = None) -> None:
     """A new run of ``spec``: not halted, not complete, and what a killed run
     left ``running`` is now known to have been interrupted — or to have
     passed, when tasks.md has it ticked (seqrun ticks a task after its
     verdict and records it just after: a kill in between lost only the record).
     First, ``end_processes(task id, record)`` is given each running record's
     ``processes`` (what the killed run knew of its agent's processes), so that
-    no survivor works on beside the next agent."""
+    no survivor works on beside the next agent.
+
+    The attempt in flight is added to the history: to ``journal`` (one write
+    for all of them, before the state is saved), or without one to the
+    ``history`` the record holds (``--status``, which writes nothing). It is
+    added only when the task's newest record is not that attempt already, so
+    a run killed again before its save does not add it twice."""
     state["started_at"] = utcnow()
     state["halted"] = False
     state["halted_at"] = state["halted_task"] = None
     state["completed_at"] = None
     ticked = {t.id for t in spec.iter_tasks() if t.state is TaskState.DONE}
+    added: list[tuple[str, AttemptRecord]] = []
     for task_id, entry in state["tasks"].items():
         if entry.get("status") != RUNNING:
             continue
@@ -659,16 +837,23 @@ def begin_run(state: dict[str, Any], spec: Spec,
             outcome, kind, reason = Outcome.INTERRUPTED, Kind.INTERRUPTED, INTERRUPTED_ERROR
             entry.update(status=INTERRUPTED, kind=kind.value, last_error=reason)
         number = attempts_of(entry)
-        history = entry.get("history")
-        if number and not (isinstance(history, list) and history and isinstance(history[-1], dict)
-                           and history[-1].get("attempt") == number):
+        if journal is not None:
+            newest = journal.newest(task_id, entry["history_at"]) if "history_at" in entry else None
+        else:
+            history = entry.get("history")
+            newest = history[-1] if isinstance(history, list) and history else None
+        if number and not (isinstance(newest, dict) and newest.get("attempt") == number):
             # The attempt in flight when seqrun was killed is an attempt too,
             # whether it was cut off or had passed and been ticked.
-            add_history(entry, {"attempt": number, "run_id": None, "started_at": entry.get("updated_at"),
-                                "duration": None, "outcome": outcome.value,
-                                "kind": kind.value, "reason": reason,
-                                "backend": entry.get("backend"), "log": entry.get("log"),
-                                "prompt": None,
-                                "session_id": session_of(entry["log"]) if entry.get("log") else None})
-
-
+            added.append((task_id, {"attempt": number, "run_id": None, "started_at": entry.get("updated_at"),
+                                    "duration": None, "outcome": outcome.value,
+                                    "kind": kind.value, "reason": reason,
+                                    "backend": entry.get("backend"), "log": entry.get("log"),
+                                    "prompt": None,
+                                    "session_id": session_of(entry["log"]) if entry.get("log") else None}))
+    if journal is None:
+        for task_id, record in added:
+            add_history(state["tasks"][task_id], record)
+        return
+    for (task_id, _), at in zip(added, journal.append([([task_id], record) for task_id, record in added])):
+        state["tasks"][task_id]["history_at"] = list(at)

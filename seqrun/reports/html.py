@@ -49,7 +49,7 @@ from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Attempt, TaskReport
 from seqrun.paths import specs_root
-from seqrun.statefile import normalized, read_state, state_path
+from seqrun.statefile import normalized, read_spec_record, state_path
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -371,8 +371,7 @@ def _spec_records(specs: Iterable[Spec]) -> dict[str, dict[str, Any]]:
     """Each spec's state record, read as ``--status`` reads it."""
     records: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        data = read_state(state_path(spec))
-        record = (data or {}).get("specs", {}).get(spec.name)
+        record = read_spec_record(state_path(spec), spec.name)  # each task with its history
         records[spec.name] = normalized(copy.deepcopy(record) if isinstance(record, dict) else {})
     return records
 

@@ -95,7 +95,7 @@ from seqrun.hookspec import hookimpl
 from seqrun.lock import lock_holder, runtime_lock_paths, tree_lock_path
 from seqrun.nodes import Spec, Task
 from seqrun.paths import safe_name, specs_root
-from seqrun.statefile import RUNNING, attempts_of, begin_run, normalized, read_state, state_path
+from seqrun.statefile import RUNNING, attempts_of, begin_run, normalized, read_spec_record, state_path
 from seqrun.text import oneline, printable
 
 if TYPE_CHECKING:
@@ -191,8 +191,7 @@ def spec_status(spec: Spec, items: Iterable[Task], here: Path) -> SpecStatus:
     """What the state file says of ``spec``'s tasks ``items``, and whether a
     run of it goes on. Reads files only; paths are shown relative to ``here``."""
     path = state_path(spec)
-    data = read_state(path)
-    record = (data or {}).get("specs", {}).get(spec.name)
+    record = read_spec_record(path, spec.name)  # each task with its history
     state: dict[str, Any] = normalized(copy.deepcopy(record) if isinstance(record, dict) else {})
     run = run_status(spec, state, here)
     records = state["tasks"]
