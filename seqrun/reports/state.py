@@ -193,8 +193,11 @@ class StatePlugin:
             except OSError as exc:
                 raise UsageError(f"cannot write state file {path}: {exc.strerror or exc}") from None
             for name, kept in file.set_aside:
-                what = "--fresh: previous" if self.config.option.fresh else "seqrun: a"
-                print(f"{what} history of {name} that no state record owns kept as {kept}", file=sys.stderr)
+                if self.config.option.fresh:
+                    print(f"--fresh: previous history of {name} kept as {kept}", file=sys.stderr)
+                else:
+                    print(f"seqrun: history of {name} that no record of {path.name} owned kept as {kept}",
+                          file=sys.stderr)
             self.files[path] = file
 
     @hookimpl
