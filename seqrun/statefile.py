@@ -58,7 +58,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypedDict
+from typing import Any, Callable, Container, Iterable, Mapping, TypedDict
 
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
@@ -69,6 +69,7 @@ from seqrun.history import (  # noqa: F401  (HISTORY_LIMIT, FEEDBACK_KEYS: still
     Journal,
     bounded,
     by_task,
+    encode_line,
     journal_path,
     read_journal,
 )
@@ -452,8 +453,13 @@ class StateFile:
         state = self.data["specs"][name]
         path = self._journal_path(name)
         meta = state.get("journal")
+        tasks = state["tasks"]
+        inline = {task_id: entry["history"] for task_id, entry in tasks.items()
+                  if isinstance(entry, dict) and isinstance(entry.get("history"), list)}
         if not isinstance(meta, dict):
-            if os.path.lexists(path):
+            # Unless it is exactly what moving this record's history writes:
+            # a move cut short by a kill, before the state said so.
+            if os.path.lexists(path) and not (inline and _holds_exactly(path, _migration_lines(inline))):
                 backup = _backup_name(path)
                 try:
                     os.rename(path, backup)
@@ -461,15 +467,12 @@ class StateFile:
                     raise UsageError(f"cannot move {path} aside to {backup.name}: {exc.strerror or exc}") from None
                 self.set_aside.append((name, backup))
             meta = {"size": 0}
-        tasks = state["tasks"]
         journal = Journal.open(path, meta.get("size", 0))
         self.journals[name] = journal
         # The journal follows the seed's keys and "failed", before the task records.
         state.pop("tasks")
         state["journal"] = {"file": path.relative_to(self.path.parent).as_posix(), "size": journal.accounted}
         state["tasks"] = tasks
-        inline = {task_id: entry["history"] for task_id, entry in tasks.items()
-                  if isinstance(entry, dict) and isinstance(entry.get("history"), list)}
         if inline:
             self._migrate(name, journal, inline)
         for offset, length, record in journal.lines_from(journal.accounted):
@@ -493,9 +496,7 @@ class StateFile:
         added again, so a migration cut short is simply done again."""
         present = {(task_id, record.get("attempt"), record.get("run_id"))
                    for _, _, record in journal.lines_from(0) for task_id in record["tasks"]} if journal.size else set()
-        lines = [([task_id], record) for task_id, history in inline.items() for record in history
-                 if isinstance(record, dict) and (task_id, record.get("attempt"), record.get("run_id")) not in present]
-        journal.append(lines)
+        journal.append(_migration_lines(inline, present))
         for task_id in inline:
             del self.data["specs"][name]["tasks"][task_id]["history"]
             self.touch(name, task_id)
@@ -678,6 +679,22 @@ class StateFile:
 #: One encoder for every value: ``json.dumps`` with an option builds a new
 #: one per call, which costs more than encoding a task record.
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+def _migration_lines(inline: Mapping[str, list[Any]],
+                     present: Container[tuple[str, Any, Any]] = ()) -> list[tuple[list[str], dict[str, Any]]]:
+    """The journal lines of the ``history`` lists task records hold (one per
+    task and record, each task's in order), but those ``present`` already
+    (same task, attempt and run)."""
+    return [([task_id], record) for task_id, history in inline.items() for record in history
+            if isinstance(record, dict) and (task_id, record.get("attempt"), record.get("run_id")) not in present]
+
+
+def _holds_exactly(path: Path, lines: list[tuple[list[str], dict[str, Any]]]) -> bool:
+    try:
+        return path.read_bytes() == b"".join(encode_line(tasks, record) for tasks, record in lines)
+    except OSError:
+        return False
 
 
 def _dumps(value: Any) -> str:

@@ -239,6 +239,27 @@ def test_a_kill_at_any_write_of_an_attempt_neither_loses_nor_doubles_it(mode, tm
         assert len(journal_lines(project)) == sum(len(state["tasks"][t]["history"]) for t in ("1", "2")), where
 
 
+def test_an_attempt_the_state_lost_to_a_power_cut_is_taken_from_the_journal(make_spec, project, tmp_path):
+    at = _write_points(tmp_path / "count").index("feature.jsonl") + 1  # attempt 1's line
+    make_spec("- [ ] 1. First\n- [ ] 2. Second\n")
+    configure(project, {"1": "fail-once"}, kill_plugin=True)
+    # Killed just after attempt 1's line (fsync'd); then, as a power cut does
+    # to a write that was not fsync'd, the state forgets the task was running.
+    first = seqrun(project, env={"KILL_AT": str(at), "KILL_MODE": "after"})
+    assert first.returncode == 137, first.stdout + first.stderr
+    data = raw(project)
+    assert data["specs"]["feature"]["tasks"]["1"]["status"] == "running"
+    del data["specs"]["feature"]["tasks"]["1"]
+    (project / STATE).write_text(json.dumps(data))
+    result = seqrun(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [(h["attempt"], h["outcome"]) for h in history(project, "1")] == [(1, "failed"), (2, "passed")]
+    # The second attempt was told how the first one ended, and the first has its progress entry.
+    prompt = (project / SPECS / ".seqrun" / "logs" / "feature" / "1" / "2.prompt.md").read_text()
+    assert "Attempt 1 of this task did not pass" in prompt and "I could not finish." in prompt
+    assert progress_logs(project) == [h["log"] for t in ("1", "2") for h in history(project, t)]
+
+
 # -- the previous format --------------------------------------------------------------------------------
 
 
@@ -326,6 +347,27 @@ def test_a_move_to_the_journal_cut_short_is_done_once(make_spec, project):
     assert result.returncode == 1, result.stdout + result.stderr
     assert [h["attempt"] for h in history(project, "1")] == [1, 2, 3, 4]
     assert len(journal_lines(project)) == 6
+    assert not list((project / HISTORY).glob("*.bak")) and "kept as" not in result.stderr  # it was this record's
+
+
+def test_history_an_older_seqrun_added_to_the_state_is_moved_once(make_spec, project):
+    make_spec("- [ ] 1. First\n")
+    configure(project, {"1": "fail"}, kill_plugin=True)
+    assert seqrun(project, "--reruns=0").returncode == 1
+    # The previous seqrun ran the spec once more: it keeps the journal's
+    # record and adds its attempt to a history inside the state, as it used to.
+    data = raw(project)
+    entry = data["specs"]["feature"]["tasks"]["1"]
+    entry["attempts"] = 2
+    entry["history"] = [_old_record(2, "failed", "no-marker", ".kiro/specs/.seqrun/logs/feature/1/2.log")]
+    (project / STATE).write_text(json.dumps(data))
+    # Killed just after that record was added to the journal.
+    first = seqrun(project, "--reruns=0", env={"KILL_AT": "1", "KILL_MODE": "after"})
+    assert first.returncode == 137, first.stdout + first.stderr
+    assert len(journal_lines(project)) == 2
+    assert seqrun(project, "--reruns=0").returncode == 1
+    assert [h["attempt"] for h in history(project, "1")] == [1, 2, 3]
+    assert [line["attempt"] for line in journal_lines(project)] == [1, 2, 3]  # one line per attempt
 
 
 # -- two runs, --fresh, a journal nobody owns --------------------------------------------------------------
