@@ -19,34 +19,71 @@ spec only: the file names it (``adopted_seed_state``) before the lock is let
 go, so a second seqrun starting at the same moment starts its spec empty.
 
 Per spec, beside the seed's keys: ``failed`` (ids whose last verdict was a
-failure or an error) and ``tasks`` (per task: status, kind, title, attempts,
-duration, last_error, backend, log, rate_limit_waits, usage, updated_at, and
-``history``: one record per attempt — attempt, run_id, started_at, duration,
-outcome, kind, reason, backend, log, prompt, session_id, usage — the last
-:data:`HISTORY_LIMIT`, with ``history_dropped`` counting the older ones).
-``attempts`` counts the task's attempts over every run. A task's status is
-``running`` while its agent runs, with ``processes``: the agent's pid, start
-time, session, process group and tree token, and the processes that left its
-session (see :class:`seqrun.terminal.proctree.TreeRecord`). A run that was
-killed leaves it so; the next run first ends what is left of those processes
-(never a reused pid: start times must match), then turns it into ``interrupted`` and adds the attempt in flight to the
-history (or ``passed`` when tasks.md has it ticked: the kill came between the
-tick and the record). An interrupted task is not ``failed``: it runs again.
-A run stopped while it waited (``--delay``, a rate limit) puts back what the
-record said before, keeping the attempts it made.
+failure or an error), ``journal`` and ``tasks``. ``tasks`` holds one summary
+per task — status, kind, title, attempts, duration, last_error, backend, log,
+rate_limit_waits, usage, updated_at, and ``history_at``: where the task's
+newest attempt is in the journal ([offset, length]) — whose size does not
+grow with its attempts. ``attempts`` counts the task's attempts over every
+run. A task's status is ``running`` while its agent runs, with
+``processes``: the agent's pid, start time, session, process group and tree
+token, and the processes that left its session (see
+:class:`seqrun.terminal.proctree.TreeRecord`). A run that was killed leaves
+it so; the next run first ends what is left of those processes (never a
+reused pid: start times must match), then turns it into ``interrupted`` and
+adds the attempt in flight to the history (or ``passed`` when tasks.md has
+it ticked: the kill came between the tick and the record). An interrupted
+task is not ``failed``: it runs again. A run stopped while it waited
+(``--delay``, a rate limit) puts back what the record said before, keeping
+the attempts it made.
+
+**The history** (one record per attempt — attempt, run_id, started_at,
+duration, outcome, kind, reason, backend, log, prompt, session_id, usage)
+is not in this file: it is appended to the spec's journal,
+``.seqrun/history/<spec>.jsonl`` beside it (:mod:`seqrun.history`), one
+line per attempt, a single ``write`` and an fsync. Every reader gets it
+through :func:`with_history` (:func:`read_spec_record`): each task's
+``history`` as this file used to hold it — the last :data:`HISTORY_LIMIT`
+records, ``history_dropped`` counting the older ones, the feedback
+(``final_message``, ``checks``) on the newest only. A file written by the
+previous seqrun (each task's ``history`` inside it) is read as it is, and
+the first run that owns the spec moves that history to the journal; a
+record already in the journal is not added twice, so a move cut short is
+simply done again. A record without a ``journal`` never takes a journal
+file it finds (left by a state deleted by hand): that file is moved aside
+under a backup name, and the run says so.
+
+``journal`` is ``{"file": ".seqrun/history/<spec>.jsonl", "size": N}``:
+``N`` is the checkpoint, the length of the journal whose every line this
+file counts (in ``attempts`` and ``history_at``) and whose every attempt has
+its progress entry. The order of the writes of an attempt is: its journal
+line (fsync'd), its progress entry, then this file. A crash at any instant
+leaves a consistent pair: when a run starts, the lines after the checkpoint
+(at most the few written since the last save) are read; each raises its
+task's ``attempts`` to at least its number and points ``history_at`` to
+it (a task the file lost to a power cut gets an ``interrupted`` record),
+and gets its progress entry if the progress file has none. Doing so twice
+changes nothing: an attempt is never counted twice, and never lost once
+its line is written. The interrupted attempt ``begin_run`` adds is written
+the same way, only when the task's newest line is not that attempt already.
 
 The state is written when the run starts, when each agent starts, after each
 attempt and after each task, atomically (temporary file, fsync, rename): a crash at any instant
-leaves the previous or the new file, both valid JSON. Every write re-reads the
+leaves the previous or the new file, both valid JSON. A save writes every
+task's summary line (a summary is a few hundred bytes, whatever the number
+of attempts: a save at the 5,000th attempt costs what it costs at the
+500th), re-encoding only the records that changed; the file is read again
+only when another run wrote it since. Every write re-reads the
 file under an ``flock`` of its folder and replaces only the specs this run
-owns, so two runs of two specs of one folder (each holds its own spec lock)
-never lose each other's records. The progress file is append-only, one
-``## Iteration N`` entry per dispatch (each attempt, rate-limited ones
-included and marked so), each written with a single ``write`` and fsync'd.
+owns, so two runs of two specs of one folder (each holds its own spec lock,
+and each spec has its own journal) never lose each other's records. The
+progress file is append-only, one ``## Iteration N`` entry per dispatch
+(each attempt, rate-limited ones included and marked so), each written with
+a single ``write`` and fsync'd.
 
 A corrupt or unreadable state file is a usage error (exit 4) that names the
-file and leaves it untouched; ``--fresh`` copies it to a backup and forgets
-the record of the specs being run.
+file and leaves it untouched; ``--fresh`` copies it to a backup, forgets
+the record of the specs being run, and moves their journals aside (kept
+under a backup name, as the state's).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """A self-contained HTML report of a run (``--html PATH``, ``html = "…"``).
 
 One file, rendered by Jinja2 from ``templates/report.html.j2`` beside this
-module, built from the attempt records — the state file's ``history`` and the
+module, built from the attempt records — the history (the spec's journal, read
+with :func:`seqrun.statefile.read_spec_record`) and the
 events of the run (the same dicts the report log writes: ``AttemptReport``,
 ``RateLimitWait``, ``TaskReport``) — never from terminal output.
 

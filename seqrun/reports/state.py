@@ -5,9 +5,16 @@ It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
 completed (the runner skips it) and how many attempts each task had (the
 count goes on), and writes the file when the run starts, when each agent
 starts, when the agent's recorded processes change, after each attempt and
-after each task; it appends one ``SEQUENTIAL_PROGRESS.md`` entry per attempt
-(:mod:`seqrun.reports.progress`), and when a run starts, writes the entries
-of the attempts the state records that a killed run never wrote there.
+after each task. Each attempt is first appended to the spec's history
+journal (``.seqrun/history/<spec>.jsonl``, fsync'd), then gets its
+``SEQUENTIAL_PROGRESS.md`` entry (:mod:`seqrun.reports.progress`), then the
+state's summary of the task is saved: a kill between two of these loses
+nothing. When a run starts, it reads only the journal lines after the
+state's checkpoint (the attempts a killed run wrote but did not count) and
+writes the progress entries a killed run never wrote; so starting, and each
+save, cost the same at the 5,000th attempt as at the 500th. The feedback an
+attempt is given (and the session ``--resume`` continues) comes from the
+task's newest journal line, read where the summary's ``history_at`` says.
 Before the first agent starts it tells the terminal what earlier runs left
 of the selected tasks (``seqrun_report_header``: ``resuming: 4 done, 1
 interrupted (3.1, attempt 2)``).

@@ -64,8 +64,8 @@ beside this module is its JSON Schema; every key below is always present,
 Paths are relative to the current folder when under it, else absolute.
 ``ended_at`` is the last time the run recorded anything (a task, the end);
 ``run.since`` is when the task in flight started its attempt. A task's
-``tokens``/``cost_usd`` sum its recorded attempts (the state keeps the last
-20 per task); the spec's count each agent run once (``--dispatch unit``).
+``tokens``/``cost_usd`` sum its recorded attempts (the history, read from
+the spec's journal, gives the last 20 per task); the spec's count each agent run once (``--dispatch unit``).
 
 ``seqrun --collect-only --json`` prints the same document: the collection
 with each task's last outcome, as a CI job planning a matrix wants it
