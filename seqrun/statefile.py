@@ -194,10 +194,11 @@ def read_state(path: Path) -> dict[str, Any] | None:
     return _read_state(path)[0]
 
 
-def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None]:
-    """:func:`read_state`, and the identity of the file it read (see :func:`_identity`)."""
+def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None, str | None]:
+    """:func:`read_state`, the identity of the file it read (see
+    :func:`_identity`) and its text."""
     if not existing_regular_file(path, "state file"):
-        return None, None
+        return None, None, None
     try:
         with open(path, "rb") as f:
             info = os.fstat(f.fileno())
@@ -205,7 +206,8 @@ def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int]
     except OSError as exc:
         raise UsageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UsageError(f"state file {path} is corrupt ({_one_line(exc)}); fix it, or start over "
                          "with --fresh (the old file is kept as a backup)") from None
@@ -213,7 +215,7 @@ def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int]
     if problem:
         raise UsageError(f"state file {path}: {problem}; fix it, or start over with --fresh "
                          "(the old file is kept as a backup)")
-    return data, (info.st_ino, info.st_size, info.st_mtime_ns)
+    return data, (info.st_ino, info.st_size, info.st_mtime_ns), text
 
 
 def existing_regular_file(path: Path, what: str) -> bool:
@@ -322,14 +324,18 @@ class StateFile:
     _encoded: dict[str, tuple[list[str], dict[str, int]]] = field(default_factory=dict, repr=False)
     _seen: tuple[int, int, int] | None = field(default=None, repr=False)
     """The file as this run last read or wrote it: unchanged since, it is not read again."""
+    _text: str | None = field(default=None, repr=False)
+    """The text :meth:`load` read, until the first save or a new read: the
+    first save takes the lines of the records nobody changed from it
+    (:meth:`_lines_as_read`) instead of encoding them again."""
 
     @classmethod
     def load(cls, path: Path) -> StateFile:
         """Read the file; a corrupt or unreadable one is a usage error and is
         left exactly as it is."""
-        data, seen = _read_state(path)
+        data, seen, text = _read_state(path)
         file = cls(path, data if data is not None else {"version": FORMAT_VERSION, "specs": {}})
-        file._seen = seen
+        file._seen, file._text = seen, text
         file.data.setdefault("specs", {})
         file._clear_leftovers()
         return file
@@ -581,7 +587,7 @@ class StateFile:
         """Take the file as it is now, keeping the records this run owns."""
         if self._seen is not None and _identity(self.path) == self._seen:
             return
-        disk, seen = _read_state(self.path)
+        disk, seen, _ = _read_state(self.path)
         if disk is None:
             return
         mine = {name: self.data["specs"][name] for name in self.owned}
@@ -592,6 +598,7 @@ class StateFile:
         self.data = disk
         self._seen = seen
         self._encoded.clear()
+        self._text = None
 
     def _holds_seed_record(self) -> bool:
         return ("spec" not in self.data and "adopted_seed_state" not in self.data
@@ -623,6 +630,7 @@ class StateFile:
         # escape instead of an error or invalid UTF-8.
         atomic_write(self.path, text.encode("utf-8", errors="backslashreplace"), durable=durable)
         self._seen = _identity(self.path)
+        self._text = None  # every owned spec's lines are in the cache now
 
     def _encode(self, data: dict[str, Any]) -> str:
         """The file's text: keys one per line, each task record on one line.
@@ -677,6 +685,10 @@ class StateFile:
         if name not in self.owned:
             return [f"        {_dumps(k)}: {_dumps(v)}" for k, v in tasks.items()]
         cached = self._encoded.get(name)
+        if cached is None and self._text is not None:
+            cached = self._lines_as_read(name, tasks)
+            if cached is not None:
+                self._encoded[name] = cached
         if cached is None or len(cached[1]) > len(tasks):
             lines = [f"        {_dumps(k)}: {_dumps(v)}" for k, v in tasks.items()]
             self._encoded[name] = (lines, {k: i for i, k in enumerate(tasks)})
@@ -691,6 +703,37 @@ class StateFile:
                 lines[place[task_id]] = f"        {_dumps(task_id)}: {_dumps(tasks[task_id])}"
         return lines
 
+    def _lines_as_read(self, name: str, tasks: dict[str, Any]) -> tuple[list[str], dict[str, int]] | None:
+        """The task lines of spec ``name`` in the text :meth:`load` read,
+        when they are one line per record in the order of ``tasks`` (as
+        :meth:`_encode` writes them); None otherwise (a file written by
+        another program, or by hand), and the records are encoded.
+
+        A record is what its line says unless it was changed since, and
+        every change is :meth:`touch`'d: the save encodes those again."""
+        text = self._text
+        assert text is not None
+        header = f"\n    {_dumps(name)}: {{\n"
+        at = text.find(header)
+        opening = '\n      "tasks": {\n'
+        start = text.find(opening, at + len(header)) if at >= 0 and tasks else -1
+        if start < 0:
+            return None
+        start += len(opening)
+        end = text.find("\n      }", start)
+        lines = text[start:end].split("\n") if end > start else []
+        if len(lines) != len(tasks):
+            return None
+        for i, task_id in enumerate(tasks):
+            line = lines[i]
+            # Each starts with its own key: no record spans two lines (JSON
+            # text holds no raw newline), and none is missing or moved.
+            if not line.startswith(f"        {_encode_key(task_id)}: "):
+                return None
+            if line.endswith(","):
+                lines[i] = line[:-1]
+        return lines, {task_id: i for i, task_id in enumerate(tasks)}
+
     def touch(self, spec: str, task_id: str) -> None:
         """A task's record changed: encode it again at the next save."""
         self.changed.add((spec, task_id))
@@ -699,6 +742,7 @@ class StateFile:
         if self._seen is not None and _identity(self.path) == self._seen:
             return  # nobody else wrote it since we last read or wrote it: nothing to merge
         self._encoded.clear()  # specs of other runs may have changed
+        self._text = None
         try:
             disk = read_state(self.path)
         except UsageError:
@@ -736,6 +780,10 @@ def _holds_exactly(path: Path, lines: list[tuple[list[str], dict[str, Any]]]) ->
 
 def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
+
+
+#: A key as :func:`_dumps` writes it (a string: the C function the encoder uses).
+_encode_key = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
@@ -855,7 +903,7 @@ def session_file(log_path: Path) -> Path:
 def begin_run(state: dict[str, Any], spec: Spec,
               session_of: Callable[[str], str | None] = lambda log: None,
               end_processes: Callable[[str, Any], None] = lambda task_id, record: None,
-              journal: Journal | None = None) -> None:
+              journal: Journal | None = None) -> list[str]:
     """A new run of ``spec``: not halted, not complete, and what a killed run
     left ``running`` is now known to have been interrupted — or to have
     passed, when tasks.md has it ticked (seqrun ticks a task after its
@@ -868,16 +916,20 @@ def begin_run(state: dict[str, Any], spec: Spec,
     for all of them, before the state is saved), or without one to the
     ``history`` the record holds (``--status``, which writes nothing). It is
     added only when the task's newest record is not that attempt already, so
-    a run killed again before its save does not add it twice."""
+    a run killed again before its save does not add it twice.
+
+    Returns the ids of the task records it changed (to :meth:`StateFile.touch`)."""
     state["started_at"] = utcnow()
     state["halted"] = False
     state["halted_at"] = state["halted_task"] = None
     state["completed_at"] = None
     ticked = {t.id for t in spec.iter_tasks() if t.state is TaskState.DONE}
     added: list[tuple[str, AttemptRecord]] = []
+    changed: list[str] = []
     for task_id, entry in state["tasks"].items():
         if entry.get("status") != RUNNING:
             continue
+        changed.append(task_id)
         if "processes" in entry:
             end_processes(task_id, entry.pop("processes"))
         if task_id in ticked:
@@ -908,6 +960,7 @@ def begin_run(state: dict[str, Any], spec: Spec,
     if journal is None:
         for task_id, record in added:
             add_history(state["tasks"][task_id], record)
-        return
+        return changed
     for (task_id, _), at in zip(added, journal.append([([task_id], record) for task_id, record in added])):
         state["tasks"][task_id]["history_at"] = list(at)
+    return changed

@@ -153,7 +153,8 @@ class StatePlugin:
         recorded: dict[Path, list[RecordedAttempt]] = {}
         for spec in specs:
             file, state = self._state(spec)
-            begin_run(state, spec, self._session_of, self._end_survivors, file.journal(spec.name))
+            for task_id in begin_run(state, spec, self._session_of, self._end_survivors, file.journal(spec.name)):
+                file.touch(spec.name, task_id)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
