@@ -260,6 +260,19 @@ def test_an_attempt_the_state_lost_to_a_power_cut_is_taken_from_the_journal(make
     assert progress_logs(project) == [h["log"] for t in ("1", "2") for h in history(project, t)]
 
 
+def test_a_task_left_running_and_not_run_again_is_saved_as_interrupted(make_spec, project, tmp_path):
+    at = _write_points(tmp_path / "count").index("feature.jsonl") + 1  # attempt 1's line
+    make_spec("- [ ] 1. First\n- [ ] 2. Second\n")
+    configure(project, {"1": "fail-once"}, kill_plugin=True)
+    assert seqrun(project, env={"KILL_AT": str(at), "KILL_MODE": "before"}).returncode == 137
+    assert raw(project)["specs"]["feature"]["tasks"]["1"]["status"] == "running"
+    result = seqrun(project, "-k", "2")  # task 1 is not selected: only the start of the run records it
+    assert result.returncode == 0, result.stdout + result.stderr
+    entry = raw(project)["specs"]["feature"]["tasks"]["1"]
+    assert entry["status"] == "interrupted" and "processes" not in entry, entry
+    assert [(h["attempt"], h["outcome"]) for h in history(project, "1")] == [(1, "interrupted")]
+
+
 # -- the previous format --------------------------------------------------------------------------------
 
 
