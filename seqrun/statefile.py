@@ -71,8 +71,10 @@ attempt and after each task, atomically (temporary file, fsync, rename): a crash
 leaves the previous or the new file, both valid JSON. A save writes every
 task's summary line (a summary is a few hundred bytes, whatever the number
 of attempts: a save at the 5,000th attempt costs what it costs at the
-500th), re-encoding only the records that changed; the file is read again
-only when another run wrote it since. Every write re-reads the
+500th), encoding only the records that changed (:meth:`StateFile.touch`):
+the others' lines are kept from the last save, or, at a run's first save,
+taken from the text the run read; the file is read again only when another
+run wrote it since. Every write re-reads the
 file under an ``flock`` of its folder and replaces only the specs this run
 owns, so two runs of two specs of one folder (each holds its own spec lock,
 and each spec has its own journal) never lose each other's records. The
@@ -735,7 +737,9 @@ class StateFile:
         return lines, {task_id: i for i, task_id in enumerate(tasks)}
 
     def touch(self, spec: str, task_id: str) -> None:
-        """A task's record changed: encode it again at the next save."""
+        """A task's record changed: encode it again at the next save. Every
+        change to a record of an owned spec must be touched, from the moment
+        the file is loaded: a save writes an untouched record as it was read."""
         self.changed.add((spec, task_id))
 
     def _merge_from_disk(self) -> None:
