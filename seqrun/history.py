@@ -121,11 +121,12 @@ class Journal:
         if not lines:
             return []
         created = not os.path.exists(self.path)
-        if created:
+        if created and not self.path.parent.is_dir():
             from seqrun.paths import seqrun_dir
 
             seqrun_dir(self.path.parent.parent.parent)  # .seqrun/ and its .gitignore
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.path.parent.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             end = os.fstat(fd).st_size
