@@ -29,7 +29,6 @@ What ties the journal to ``SEQUENTIAL_STATE.json`` is described in
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +73,8 @@ def journal_path(specs_root: Path, spec_name: str) -> Path:
 def encode_line(tasks: Sequence[str], record: Mapping[str, Any]) -> bytes:
     """One journal line: ``tasks`` first, then the record, newline-terminated
     (JSON escapes every newline inside a value)."""
+    import json  # not at start-up: ``--version`` and ``--co`` never read the history
+
     text = json.dumps({"tasks": list(tasks), **{k: v for k, v in record.items() if k != "tasks"}},
                       ensure_ascii=False)
     # A lone surrogate (undecodable agent output) becomes a JSON \u escape.
@@ -81,6 +82,8 @@ def encode_line(tasks: Sequence[str], record: Mapping[str, Any]) -> bytes:
 
 
 def _decode(raw: bytes) -> dict[str, Any] | None:
+    import json
+
     try:
         value = json.loads(raw)
     except (ValueError, RecursionError):
@@ -200,6 +203,8 @@ class Journal:
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Every attempt of a journal, oldest first; [] when there is none."""
+    import json
+
     try:
         data = path.read_bytes()
     except OSError:

@@ -90,7 +90,6 @@ under a backup name, as the state's).
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import stat
@@ -199,6 +198,8 @@ def read_state(path: Path) -> dict[str, Any] | None:
 def _read_state(path: Path) -> tuple[dict[str, Any] | None, tuple[int, int, int] | None, str | None]:
     """:func:`read_state`, the identity of the file it read (see
     :func:`_identity`) and its text."""
+    import json  # not at start-up: ``--version`` and ``--co`` never read the state
+
     if not existing_regular_file(path, "state file"):
         return None, None, None
     try:
@@ -353,6 +354,8 @@ class StateFile:
         Whatever is at ``path`` is recovered from: a file that cannot be read,
         or that is not a file at all (a folder, a FIFO), is renamed to the
         backup name rather than copied, so every byte of it is kept."""
+        import json
+
         names = list(names)
         if not os.path.lexists(path):
             file = cls.load(path)
@@ -761,11 +764,6 @@ class StateFile:
         self.data["specs"] = specs
 
 
-#: One encoder for every value: ``json.dumps`` with an option builds a new
-#: one per call, which costs more than encoding a task record.
-_ENCODER = json.JSONEncoder(ensure_ascii=False)
-
-
 def _migration_lines(inline: Mapping[str, list[Any]],
                      present: Container[tuple[str, Any, Any]] = ()) -> list[tuple[list[str], dict[str, Any]]]:
     """The journal lines of the ``history`` lists task records hold (one per
@@ -782,12 +780,28 @@ def _holds_exactly(path: Path, lines: list[tuple[list[str], dict[str, Any]]]) ->
         return False
 
 
+_coders: tuple[Callable[[Any], str], Callable[[str], str]] | None = None
+
+
+def _json_coders() -> tuple[Callable[[Any], str], Callable[[str], str]]:
+    """One encoder for every value (``json.dumps`` with an option builds a
+    new one per call, which costs more than encoding a task record), and the
+    C function it encodes a string with; made on first use, not at start-up."""
+    global _coders
+    if _coders is None:
+        import json
+
+        _coders = json.JSONEncoder(ensure_ascii=False).encode, json.encoder.encode_basestring  # type: ignore[attr-defined]
+    return _coders
+
+
 def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return _json_coders()[0](value)
 
 
-#: A key as :func:`_dumps` writes it (a string: the C function the encoder uses).
-_encode_key = json.encoder.encode_basestring  # type: ignore[attr-defined]
+def _encode_key(key: str) -> str:
+    """A key as :func:`_dumps` writes it."""
+    return _json_coders()[1](key)
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:
