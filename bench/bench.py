@@ -498,6 +498,11 @@ def write_doc(rows: list[str], seconds: float) -> None:
         "  the pty (the log receives every byte);",
         "- HTML report: `seqrun --status --html` on a state file of 300 tasks and 600 attempts,",
         "  each with a 20 kB log and a 6 kB prompt (linked; their tails inlined): wall time and file size;",
+        "- state: the state plugin on a night of 500 tasks with 1 and then 10 attempts each (and 1,000",
+        "  tasks with 5), written as the previous seqrun wrote it and converted once: the start of a run",
+        "  (read the state, end what a killed run left running, record its attempt, look for lost",
+        "  progress entries, first save) and the durable save after one task, medians alternated",
+        "  between the sizes; the save's growth from 500 to 5,000 attempts of the same spec;",
         "- the seed script's published per-task cost, for reference (not re-measured).",
         "",
     ])
