@@ -406,6 +406,153 @@ def html_report(tasks: int, attempts_per_task: int, runs: int, tmp: Path) -> lis
     ]
 
 
+STATE_WORKER = r"""
+import json, statistics, sys, time
+from pathlib import Path
+from types import SimpleNamespace
+from seqrun.kiro import collect_text
+from seqrun.outcome import Outcome, TaskReport
+from seqrun.reports.state import StatePlugin
+from seqrun.stash import Stash
+
+runs, projects = int(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+option = SimpleNamespace(collectonly=False, fresh=False, kill_grace=1.0)
+
+
+class Night:
+    def __init__(self, project):
+        self.project, self.specs = project, project / ".kiro" / "specs"
+        tasks_md = self.specs / "night" / "tasks.md"
+        self.spec = collect_text(tasks_md.read_text(), tasks_md, ".kiro/specs/night", "night")
+        self.items = self.spec.leaves()
+        self.session = SimpleNamespace(specs=[self.spec], items=self.items, run_id="bench")
+        # The first run on a file the previous seqrun wrote converts it: once, not the steady state.
+        plugin, self.migration = self.start()
+        # A unit of three tasks left running, as a killed run leaves it: each start
+        # ends what is left of its agent and records the attempt as interrupted.
+        unit = SimpleNamespace(members=self.items[:3])
+        plugin.seqrun_runtest_attempt(item=self.items[0], unit=unit, attempt=11, backend="claude",
+                                      token="bench-no-such-tree",
+                                      log_path=self.specs / ".seqrun" / "logs" / "night" / self.items[0].id / "11.log")
+        self.files = {p: p.read_bytes() for p in self.specs.rglob("*") if p.is_file() and p.name != "tasks.md"}
+        self.loads, self.saves = [], []
+
+    def start(self):
+        config = SimpleNamespace(option=option, stash=Stash(), rootpath=self.project, invocation_dir=self.project)
+        plugin = StatePlugin(config)
+        took = time.perf_counter()
+        plugin.seqrun_collection_finish(self.session)
+        return plugin, time.perf_counter() - took
+
+    def measure(self, n):
+        for path, data in self.files.items():
+            path.write_bytes(data)
+        plugin, took = self.start()
+        self.loads.append(took)
+        # One task's verdict, saved durably as a run saves it after each task.
+        item = self.items[len(self.items) // 2 + n]
+        report = TaskReport(nodeid=item.nodeid, task_id=item.id, title=item.title, outcome=Outcome.PASSED,
+                            duration=42.0, attempt_number=11, backend="claude")
+        took = time.perf_counter()
+        plugin.seqrun_runtest_logreport(report)
+        self.saves.append(time.perf_counter() - took)
+
+
+nights = [Night(project) for project in projects]
+for n in range(runs):
+    for night in nights:  # in turn: a slow moment weighs on every size alike
+        night.measure(n)
+print(json.dumps([{"load": statistics.median(night.loads), "save": statistics.median(night.saves),
+                   "migration": night.migration,
+                   "state_bytes": (night.specs / "SEQUENTIAL_STATE.json").stat().st_size} for night in nights]))
+"""
+
+
+def write_night_state(root: Path, tasks: int, attempts_per_task: int) -> Path:
+    """A project whose state file, as the previous seqrun wrote it, records
+    ``tasks`` tasks of ``attempts_per_task`` attempts each (failures, then a
+    pass; one task in ten still failing, its last words kept), with the
+    progress file's entry of every attempt."""
+    specs = root / ".kiro" / "specs"
+    (specs / "night").mkdir(parents=True)
+    (specs / "night" / "tasks.md").write_text("".join(f"- [ ] {i}. Task number {i} of the night\n"
+                                                      for i in range(1, tasks + 1)))
+    start = time.time() - tasks * attempts_per_task * 60
+    stamp = lambda k: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start + k * 60))  # noqa: E731
+    usage = {"input_tokens": 31250, "output_tokens": 2210, "cache_read_tokens": 120000, "cost_usd": 0.1432}
+    records, progress, iteration = {}, ["# Sequential progress\n\n"], 0
+    for i in range(1, tasks + 1):
+        folder = f".kiro/specs/.seqrun/logs/night/{i}"
+        failing = i % 10 == 0
+        history = []
+        for n in range(1, attempts_per_task + 1):
+            passed = n == attempts_per_task and not failing
+            reason = None if passed else "verification failed: `npm test` exited with 1 (3 failed, 41 passed)"
+            history.append({
+                "attempt": n, "run_id": "20261130T210000Z-a1b2c3", "started_at": stamp(i * attempts_per_task + n),
+                "duration": 312.5, "outcome": "passed" if passed else "failed",
+                "kind": "passed" if passed else "verification", "reason": reason, "backend": "claude",
+                "log": f"{folder}/{n}.log", "prompt": f"{folder}/{n}.prompt.md",
+                "session_id": f"5f0c2a9e-1b7d-4c1e-9a53-{i:06d}{n:06d}", "usage": usage,
+            })
+            iteration += 1
+            progress.append(f"## Iteration {iteration}\n\n- **Task**: night::{i} Task number {i} of the night\n"
+                            f"- **Status**: {history[-1]['outcome']}\n- **Time**: {stamp(i * attempts_per_task + n)}"
+                            f" (312.5s, attempt {n})\n- **Message**: {reason or 'done'}\n"
+                            f"- **Log**: {folder}/{n}.log\n\n")
+        if failing:
+            history[-1]["final_message"] = "I fixed the parser but three tests still fail: " + "x" * 900
+        records[str(i)] = {"status": history[-1]["outcome"], "kind": history[-1]["kind"],
+                           "title": f"Task number {i} of the night", "attempts": attempts_per_task,
+                           "duration": 312.5, "last_error": history[-1]["reason"], "backend": "claude",
+                           "log": history[-1]["log"], "rate_limit_waits": 0, "usage": usage,
+                           "updated_at": history[-1]["started_at"], "history": history}
+    done = [str(i) for i in range(1, tasks + 1) if i % 10]
+    spec = {"completed": done, "halted": False, "started_at": stamp(0), "assignments": {}, "halted_at": None,
+            "halted_task": None, "completed_at": None, "failed": [str(i) for i in range(10, tasks + 1, 10)],
+            "tasks": records}
+    (specs / "SEQUENTIAL_STATE.json").write_text(json.dumps({"version": 2, "spec": "night", "specs": {"night": spec}}))
+    (specs / "SEQUENTIAL_PROGRESS.md").write_text("".join(progress))
+    return root
+
+
+def state_file(sizes: list[tuple[int, int]], runs: int, tmp: Path) -> list[Figure]:
+    """The state plugin at the start of a run (read the state, end what a
+    killed run left running, find lost progress entries, first save) and
+    after one task (its durable save). ``sizes`` are (tasks, attempts per
+    task): the same spec early in the night and at its end (the growth of a
+    save is taken between these two), then a spec of more tasks."""
+    projects = [write_night_state(tmp / f"state-{tasks}x{per}", tasks, per) for tasks, per in sizes]
+    proc = subprocess.run([sys.executable, "-c", STATE_WORKER, str(runs), *map(str, projects)], env=bench_env(),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"state worker failed: {proc.stderr[-2000:]}")
+    results = json.loads(proc.stdout)
+    figures = []
+    largest = max(t * p for t, p in sizes)
+    for (tasks, per), result in zip(sizes, results):
+        load, save, n = result["load"] * 1e3, result["save"] * 1e3, tasks * per
+        goal = n == largest
+        what = f"{tasks} tasks, {n} attempts"
+        figures += [
+            Figure(f"state: run start (read, interrupted records, lost entries, first save), {what}", load, "ms",
+                   "<= 20 ms" if goal else "-", load <= 20 if goal else None),
+            Figure(f"state: save after one task (durable), {what}", save, "ms",
+                   "<= 20 ms" if goal else "-", save <= 20 if goal else None),
+            Figure(f"state: {STATE_NAME} bytes per task, {what}", result["state_bytes"] / tasks, "B", "-", None),
+        ]
+    figures.append(Figure(f"state: first run on a file of the previous format (moves {largest} attempts to "
+                          "the journal, once)", results[1]["migration"] * 1e3, "ms", "-", None))
+    (tasks, early), (_, late) = sizes[0], sizes[1]
+    growth = results[1]["save"] / results[0]["save"]
+    figures.append(Figure(f"state: save growth over the night, {tasks} tasks, {tasks * late} vs {tasks * early} "
+                          "attempts", growth, "x", "<= 1.5x", growth <= 1.5))
+    return figures
+
+
+STATE_NAME = "SEQUENTIAL_STATE.json"
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
     "startup": lambda a, tmp: startup(3 if a.quick else 15, tmp),
     "collection": lambda a, tmp: collection([10, 50] if a.quick else [50, 1000, 5000], 2 if a.quick else 5, tmp),
@@ -413,6 +560,8 @@ SECTIONS: dict[str, Callable[[argparse.Namespace, Path], list[Figure]]] = {
     "overhead-tmux": lambda a, tmp: overhead_tmux([5, 10] if a.quick else [50, 200], 1 if a.quick else 3, tmp),
     "output-volume": lambda a, tmp: output_volume(10 if a.quick else 200, tmp),
     "html": lambda a, tmp: html_report(20 if a.quick else 300, 2, 1 if a.quick else 3, tmp),
+    "state": lambda a, tmp: state_file([(20, 1), (20, 3), (40, 2)] if a.quick else [(500, 1), (500, 10), (1000, 5)],
+                                       2 if a.quick else 9, tmp),
     "seed": seed_reference,
 }
 
@@ -449,6 +598,11 @@ def write_doc(rows: list[str], seconds: float) -> None:
         "  the pty (the log receives every byte);",
         "- HTML report: `seqrun --status --html` on a state file of 300 tasks and 600 attempts,",
         "  each with a 20 kB log and a 6 kB prompt (linked; their tails inlined): wall time and file size;",
+        "- state: the state plugin on a night of 500 tasks with 1 and then 10 attempts each (and 1,000",
+        "  tasks with 5), written as the previous seqrun wrote it and converted once: the start of a run",
+        "  (read the state, end what a killed run left running, record its attempt, look for lost",
+        "  progress entries, first save) and the durable save after one task, medians alternated",
+        "  between the sizes; the save's growth from 500 to 5,000 attempts of the same spec;",
         "- the seed script's published per-task cost, for reference (not re-measured).",
         "",
     ])

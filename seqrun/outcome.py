@@ -230,7 +230,7 @@ CUT_OFF = frozenset({Kind.TIMEOUT, Kind.IDLE_TIMEOUT, Kind.RATE_LIMITED, Kind.IN
 @dataclass(frozen=True)
 class PreviousAttempt:
     """What the next attempt learns from the last one: from this run's
-    :class:`Attempt`, or from the state file's history (``--lf`` the next morning)."""
+    :class:`Attempt`, or from the attempt history (``--lf`` the next morning)."""
 
     number: int
     outcome: Outcome
@@ -253,7 +253,7 @@ class PreviousAttempt:
 
     @classmethod
     def from_record(cls, record: dict[str, object]) -> PreviousAttempt | None:
-        """From a state-file history record; None when it is not one."""
+        """From an attempt history record; None when it is not one."""
         try:
             outcome, kind = Outcome(record["outcome"]), Kind(record["kind"])
             number = record["attempt"]

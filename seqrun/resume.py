@@ -2,7 +2,7 @@
 
 After an attempt that was **cut off** — a timeout, an idle timeout, a rate
 limit, Ctrl-C or a signal, its window closed — the next attempt (in this run,
-or the next one: the session id is kept in the state file's history) resumes
+or the next one: the session id is kept in the attempt history) resumes
 *that exact session id* with a short continuation prompt, where the backend
 can (``resume_ids`` on its class: claude ``--resume``, codex ``exec resume``,
 gemini ``--resume``, opencode ``--session``). Never "the last session": that

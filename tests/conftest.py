@@ -98,6 +98,19 @@ def gone(pid: int) -> bool:
     return info is None or (info.zombie and info.ppid != os.getpid())
 
 
+def read_state_file(path: Path) -> dict:
+    """A ``SEQUENTIAL_STATE.json`` as every reader of the history sees it:
+    each spec's record with its tasks' ``history`` (kept in the spec's
+    journal, :func:`seqrun.statefile.with_history`)."""
+    from seqrun.statefile import journal_path, with_history
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    for name, record in data.get("specs", {}).items():
+        if isinstance(record, dict):
+            data["specs"][name] = with_history(record, journal_path(path.parent, name))
+    return data
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -17,7 +17,7 @@ import pytest
 import xmlschema
 from junitparser import JUnitXml
 
-from conftest import seqrun_env, use_command_agent, wait_for
+from conftest import read_state_file, seqrun_env, use_command_agent, wait_for
 
 XSD = Path(__file__).parent / "data" / "junit-10.xsd"
 SPECS = Path(".kiro") / "specs"
@@ -35,7 +35,7 @@ def fake_script(project: Path, plan: dict[str, object]) -> dict[str, str]:
 
 
 def state_of(project: Path, spec: str = "feature") -> dict:
-    return json.loads((project / SPECS / "SEQUENTIAL_STATE.json").read_text("utf-8"))["specs"][spec]
+    return read_state_file(project / SPECS / "SEQUENTIAL_STATE.json")["specs"][spec]
 
 
 def progress_entries(project: Path) -> list[str]:

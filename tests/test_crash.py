@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import read_state_file, seqrun_env
 from seqrun import atomicfile
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.statefile import state_problem
@@ -423,7 +423,7 @@ def test_a_survivor_of_a_kill_9_is_ended_before_the_next_agent_starts(mode, proj
         assert (project / "second.txt").read_text() == "gone"
         assert gone(child)
         assert "left running" in second.stderr
-        task = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]["1"]
+        task = read_state_file(project / STATE)["specs"]["feature"]["tasks"]["1"]
         assert task["status"] == "passed" and "processes" not in task
         assert [h["outcome"] for h in task["history"]] == ["interrupted", "passed"]
     finally:
@@ -505,7 +505,7 @@ def test_50_random_kill_9s_in_tmux_mode_leave_no_process_and_no_unmarked_window(
         assert final.returncode == 0, (seed, final.stdout + final.stderr)
         assert _marked(marker) == [], f"seed={seed}: daemons left"
         assert _marked(str(project / "agent.py")) == [], f"seed={seed}: agents left"
-        tasks = json.loads((project / STATE).read_text())["specs"]["feature"]["tasks"]
+        tasks = read_state_file(project / STATE)["specs"]["feature"]["tasks"]
         assert len(tasks) == n_tasks and all(t["status"] == "passed" for t in tasks.values())
         interrupted = sum(h["outcome"] == "interrupted" for t in tasks.values() for h in t["history"])
         assert interrupted >= 10, f"seed={seed}: only {interrupted} kills hit an agent"

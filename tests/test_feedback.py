@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import use_command_agent
+from conftest import read_state_file, use_command_agent
 
 SPECS = Path(".kiro") / "specs"
 
@@ -60,7 +60,7 @@ def test_a_failed_verification_is_rerun_with_its_output_and_then_passes(make_spe
     assert "UNIQUE-TOKEN-4821" not in first
     assert "(verification)" in second and "UNIQUE-TOKEN-4821" in second
     assert "The verification `sh -c 'if [ -e verified-once ]" in second
-    task = json.loads((project / SPECS / "SEQUENTIAL_STATE.json").read_text())["specs"]["feature"]["tasks"]["1"]
+    task = read_state_file(project / SPECS / "SEQUENTIAL_STATE.json")["specs"]["feature"]["tasks"]["1"]
     assert [(h["attempt"], h["kind"]) for h in task["history"]] == [(1, "verification"), (2, "passed")]
 
 
@@ -81,7 +81,7 @@ def test_only_the_newest_history_record_keeps_its_feedback(make_spec, project, r
     make_spec("- [ ] 1. Impossible\n")
     use_agent(project, ["first failure words", "second failure words", "third failure words"])
     assert run_seqrun(*RUN, "--reruns", "2").returncode == 1
-    history = json.loads((project / SPECS / "SEQUENTIAL_STATE.json").read_text())[
+    history = read_state_file(project / SPECS / "SEQUENTIAL_STATE.json")[
         "specs"]["feature"]["tasks"]["1"]["history"]
     assert ["final_message" in h for h in history] == [False, False, True]
     assert "third failure words" in history[-1]["final_message"]

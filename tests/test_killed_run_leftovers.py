@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import seqrun_env, use_command_agent, wait_for
+from conftest import read_state_file, seqrun_env, use_command_agent, wait_for
 
 SPECS = Path(".kiro") / "specs"
 PROGRESS = SPECS / "SEQUENTIAL_PROGRESS.md"
@@ -49,7 +49,7 @@ def _entries(project: Path) -> list[str]:
 
 
 def _history(project: Path, task: str) -> list[dict]:
-    return json.loads((project / STATE).read_text("utf-8"))["specs"]["feature"]["tasks"][task]["history"]
+    return read_state_file(project / STATE)["specs"]["feature"]["tasks"][task]["history"]
 
 
 def test_a_progress_entry_lost_by_a_kill_is_written_by_the_next_run(make_spec, project):

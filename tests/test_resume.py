@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_state_file
+
 SPECS = Path(".kiro") / "specs"
 #: The session ids the recorded "done" transcripts carry.
 CLAUDE_SESSION = "89f856e2-3f78-4d28-ad0f-747ec507aba4"
@@ -27,7 +29,7 @@ def calls(project: Path) -> list[dict]:
 
 
 def history(project: Path, task: str = "1") -> list[dict]:
-    state = json.loads((project / SPECS / "SEQUENTIAL_STATE.json").read_text())
+    state = read_state_file(project / SPECS / "SEQUENTIAL_STATE.json")
     return state["specs"]["feature"]["tasks"][task]["history"]
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import seqrun_env
+from conftest import read_state_file, seqrun_env
 
 SPECS = Path(".kiro") / "specs"
 STATE = SPECS / "SEQUENTIAL_STATE.json"
@@ -76,15 +76,25 @@ def run(run_seqrun: Callable[..., subprocess.CompletedProcess[str]], *args: str,
 
 
 def load(project: Path) -> dict[str, Any]:
+    """The state file as readers see it: each task with its ``history`` (from the spec's journal)."""
+    return read_state_file(project / STATE)
+
+
+def load_raw(project: Path) -> dict[str, Any]:
     return json.loads((project / STATE).read_text(encoding="utf-8"))
 
 
 def scrub(value: Any) -> Any:
     """Timestamps become ``"<time>"`` and durations ``"<duration>"`` once
-    checked for their form, so the rest compares exactly."""
+    checked for their form, so the rest compares exactly; a spec's
+    ``journal`` (where its history is) is checked, then left out."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
+            if key == "journal" and isinstance(item, dict):
+                assert re.fullmatch(r"\.seqrun/history/[\w.~-]+\.jsonl", item["file"]), item
+                assert type(item["size"]) is int and item["size"] >= 0, item
+                continue
             if key.endswith("_at") and isinstance(item, str):
                 assert TIME.match(item), (key, item)
                 item = "<time>"
@@ -153,7 +163,7 @@ def whole_file(spec: str, record: dict[str, Any], **others: Any) -> dict[str, An
     """The file: the seed's keys mirroring ``spec``, then version and specs."""
     mirror = {k: record[k] for k in ("completed", "halted", "started_at", "assignments",
                                      "halted_at", "halted_task", "completed_at")}
-    return {"spec": spec, **mirror, "version": 2, "specs": {spec: record, **others}}
+    return {"spec": spec, **mirror, "version": 3, "specs": {spec: record, **others}}
 
 
 TOP_KEYS = ["spec", "completed", "halted", "started_at", "assignments", "halted_at", "halted_task",
@@ -209,7 +219,7 @@ def test_state_after_a_halt_then_resume(make_spec, run_seqrun, project):
 
     # The person deals with the cause and reruns the same command: it resumes
     # at the halted task; 1 is not run again.
-    data = load(project)
+    data = load_raw(project)
     data["specs"]["feature"]["started_at"] = data["started_at"] = "2001-01-01T00:00:00Z"
     (project / STATE).write_text(json.dumps(data))
     set_plan(project, {})

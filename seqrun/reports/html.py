@@ -4,7 +4,8 @@ The implementation, imported only when ``--html`` is given; the option and
 the hooks are :mod:`seqrun.reports.htmlplugin`'s.
 
 One file, rendered by Jinja2 from ``templates/report.html.j2`` beside this
-module, built from the attempt records — the state file's ``history`` and the
+module, built from the attempt records — the history (the spec's journal, read
+with :func:`seqrun.statefile.read_spec_record`) and the
 events of the run (the same dicts the report log writes: ``AttemptReport``,
 ``RateLimitWait``, ``TaskReport``) — never from terminal output.
 
@@ -45,7 +46,7 @@ from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Attempt, TaskReport
 from seqrun.paths import specs_root
-from seqrun.statefile import normalized, read_state, state_path
+from seqrun.statefile import normalized, read_spec_record, state_path
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -373,8 +374,7 @@ def _spec_records(specs: Iterable[Spec]) -> dict[str, dict[str, Any]]:
 
     records: dict[str, dict[str, Any]] = {}
     for spec in specs:
-        data = read_state(state_path(spec))
-        record = (data or {}).get("specs", {}).get(spec.name)
+        record = read_spec_record(state_path(spec), spec.name)  # each task with its history
         records[spec.name] = normalized(copy.deepcopy(record) if isinstance(record, dict) else {})
     return records
 

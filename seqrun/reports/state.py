@@ -5,9 +5,16 @@ It reads ``SEQUENTIAL_STATE.json`` (the format and its guarantees are in
 completed (the runner skips it) and how many attempts each task had (the
 count goes on), and writes the file when the run starts, when each agent
 starts, when the agent's recorded processes change, after each attempt and
-after each task; it appends one ``SEQUENTIAL_PROGRESS.md`` entry per attempt
-(:mod:`seqrun.reports.progress`), and when a run starts, writes the entries
-of the attempts the state records that a killed run never wrote there.
+after each task. Each attempt is first appended to the spec's history
+journal (``.seqrun/history/<spec>.jsonl``, fsync'd), then gets its
+``SEQUENTIAL_PROGRESS.md`` entry (:mod:`seqrun.reports.progress`), then the
+state's summary of the task is saved: a kill between two of these loses
+nothing. When a run starts, it reads only the journal lines after the
+state's checkpoint (the attempts a killed run wrote but did not count) and
+writes the progress entries a killed run never wrote; so starting, and each
+save, cost the same at the 5,000th attempt as at the 500th. The feedback an
+attempt is given (and the session ``--resume`` continues) comes from the
+task's newest journal line, read where the summary's ``history_at`` says.
 Before the first agent starts it tells the terminal what earlier runs left
 of the selected tasks (``seqrun_report_header``: ``resuming: 4 done, 1
 interrupted (3.1, attempt 2)``).
@@ -50,7 +57,6 @@ from seqrun.statefile import (
     STATE_NAME,
     AttemptRecord,
     StateFile,
-    add_history,
     attempts_of,
     begin_run,
     last_failed_attempt,
@@ -76,6 +82,8 @@ class StatePlugin:
         self.spec_of: dict[str, Spec] = {}
         self.started = False
         self._rootpath: Path | None = None
+        self._ended: list[Any] = []
+        """The process records of killed runs already ended (:meth:`_end_survivors`)."""
         self.before_running: dict[tuple[str, str], dict[str, Any]] = {}
         """(spec, task id) → the record's fields before this run marked it
         running, until its report comes: a run stopped while waiting puts
@@ -97,8 +105,9 @@ class StatePlugin:
         from seqrun.terminal.proctree import TreeRecord, end_survivors
 
         tree = TreeRecord.from_dict(record)
-        if tree is None:
-            return
+        if tree is None or tree in self._ended:
+            return  # the members of a unit share their agent's record: it is ended once
+        self._ended.append(tree)
         ended = end_survivors(tree, self.config.option.kill_grace)
         if ended:
             print(f"seqrun: ended {ended} process(es) that task {task_id} left running "
@@ -143,15 +152,19 @@ class StatePlugin:
         first: dict[Path, str] = {}
         recorded: dict[Path, list[RecordedAttempt]] = {}
         for spec in specs:
-            _, state = self._state(spec)
-            begin_run(state, spec, self._session_of, self._end_survivors)
+            file, state = self._state(spec)
+            for task_id in begin_run(state, spec, self._session_of, self._end_survivors, file.journal(spec.name)):
+                file.touch(spec.name, task_id)
             completed = set(state["completed"])
             for task in spec.iter_tasks():
                 if task.id in completed:
                     done_before.add(task.nodeid)
             self.spec_of[spec.nodeid] = spec
             first.setdefault(state_path(spec), spec.name)
-            recorded.setdefault(state_path(spec), []).extend(recorded_attempts(spec.name, state))
+            # Only the journal's lines after the checkpoint can lack their
+            # progress entry: every line before it has one.
+            recorded.setdefault(state_path(spec), []).extend(
+                recorded_attempts(spec.name, file.unaccounted(spec.name)))
         # Written now, not after the first task: an unwritable folder is found
         # before an agent works for an hour, and the record shows the run began.
         for path, name in first.items():
@@ -164,6 +177,8 @@ class StatePlugin:
         for path, attempts in recorded.items():
             self.progress[path] = progress = ProgressLog(progress_path_for(path), watch=(a.log for a in attempts))
             progress.recover(attempts, session.run_id)
+            for journal in self.files[path].journals.values():
+                journal.accounted = journal.size  # counted, and in the progress file: saved from now on
         self.started = True
 
     def _open_files(self, specs: list[Spec]) -> None:
@@ -185,6 +200,12 @@ class StatePlugin:
                 file.claim(names, former)
             except OSError as exc:
                 raise UsageError(f"cannot write state file {path}: {exc.strerror or exc}") from None
+            for name, kept in file.set_aside:
+                if self.config.option.fresh:
+                    print(f"--fresh: previous history of {name} kept as {kept}", file=sys.stderr)
+                else:
+                    print(f"seqrun: history of {name} that no record of {path.name} owned kept as {kept}",
+                          file=sys.stderr)
             self.files[path] = file
 
     @hookimpl
@@ -219,10 +240,11 @@ class StatePlugin:
         spec = item.spec
         if item is unit.task and spec is not None and spec.nodeid in self.spec_of:
             # Attempts are numbered over the task's life: continue the count.
-            tasks = self._state(spec)[1]["tasks"]
-            counts = [attempts_of(tasks.get(t.id)) for t in (item, *unit.subtasks)]
+            file, state = self._state(spec)
+            counts = [attempts_of(state["tasks"].get(t.id)) for t in (item, *unit.subtasks)]
             unit.past_attempts = max(unit.past_attempts, *counts)
-            unit.previous = unit.previous or last_failed_attempt(tasks, (item, *unit.subtasks))
+            unit.previous = unit.previous or last_failed_attempt(
+                lambda task_id: file.newest_attempt(spec.name, task_id), (item, *unit.subtasks))
 
     @hookimpl
     def seqrun_runtest_attempt(self, item: Task, unit: Unit, attempt: int, log_path: Path, backend: str,
@@ -279,23 +301,29 @@ class StatePlugin:
         if spec is None or spec.nodeid not in self.spec_of:
             return
         file, state = self._state(spec)
+        journal = file.journal(spec.name)
         record = self._history_record(attempt)
+        members = list(dict.fromkeys(member.id for member in unit.members))
+        # First of all, durably: from now on a kill loses nothing of the attempt
+        # (the next run counts a line the state does not, and writes its entry).
+        at = list(journal.append([(members, record)])[0])
         if attempt.session_id and attempt.log_path:
             # The history holds the session now; the file was for a kill mid-attempt.
             with contextlib.suppress(OSError):
                 session_file(Path(attempt.log_path)).unlink()
-        for member in unit.members:
-            entry = state["tasks"].setdefault(member.id, {})
+        for task_id in members:
+            entry = state["tasks"].setdefault(task_id, {})
             entry["attempts"] = max(attempts_of(entry), attempt.number)
             entry.pop("processes", None)  # ended with the attempt
-            add_history(entry, record)
-            file.touch(spec.name, member.id)
-        # Before its progress entry, and before any retry starts: a kill during
-        # the wait keeps it. A passed or halted attempt is the task's last,
-        # and its report saves the file a moment later.
+            entry["history_at"] = at
+            file.touch(spec.name, task_id)
+        self.progress[file.path].append(spec.name, item.title, attempt, record["log"])
+        journal.accounted = journal.size  # the line is counted and has its entry
+        # Before any retry starts: a kill during the wait keeps the count. A
+        # passed or halted attempt is the task's last, and its report saves
+        # the file a moment later.
         if attempt.outcome not in (Outcome.PASSED, Outcome.HALTED):
             file.save(current=spec.name, durable=False)
-        self.progress[file.path].append(spec.name, item.title, attempt, record["log"])
 
     def _history_record(self, attempt: Attempt) -> AttemptRecord:
         record: AttemptRecord = {
@@ -315,7 +343,7 @@ class StatePlugin:
             record["usage"] = attempt.usage.as_dict()
         if attempt.outcome is not Outcome.PASSED:
             # What the next attempt needs to learn from this one, even in a
-            # later run (--lf); only the last record keeps it (add_history).
+            # later run (--lf); readers see it on the newest record only.
             if attempt.final_message_tail:
                 record["final_message"] = attempt.final_message_tail
             if attempt.verdict.checks:

@@ -64,8 +64,8 @@ beside this module is its JSON Schema; every key below is always present,
 Paths are relative to the current folder when under it, else absolute.
 ``ended_at`` is the last time the run recorded anything (a task, the end);
 ``run.since`` is when the task in flight started its attempt. A task's
-``tokens``/``cost_usd`` sum its recorded attempts (the state keeps the last
-20 per task); the spec's count each agent run once (``--dispatch unit``).
+``tokens``/``cost_usd`` sum its recorded attempts (the history, read from
+the spec's journal, gives the last 20 per task); the spec's count each agent run once (``--dispatch unit``).
 
 ``seqrun --collect-only --json`` prints the same document: the collection
 with each task's last outcome, as a CI job planning a matrix wants it
@@ -93,7 +93,7 @@ from seqrun.hookspec import hookimpl
 from seqrun.lock import lock_holder, runtime_lock_paths, tree_lock_path
 from seqrun.nodes import Spec, Task
 from seqrun.paths import safe_name, specs_root
-from seqrun.statefile import RUNNING, attempts_of, begin_run, normalized, read_state, state_path
+from seqrun.statefile import RUNNING, attempts_of, begin_run, normalized, read_spec_record, state_path
 from seqrun.text import oneline, printable
 
 if TYPE_CHECKING:
@@ -191,8 +191,7 @@ def spec_status(spec: Spec, items: Iterable[Task], here: Path) -> SpecStatus:
     import copy
 
     path = state_path(spec)
-    data = read_state(path)
-    record = (data or {}).get("specs", {}).get(spec.name)
+    record = read_spec_record(path, spec.name)  # each task with its history
     state: dict[str, Any] = normalized(copy.deepcopy(record) if isinstance(record, dict) else {})
     run = run_status(spec, state, here)
     records = state["tasks"]
