@@ -305,20 +305,16 @@ def _task(line: int) -> Task:
     return Task(id=str(line), title="t", line=line)
 
 
-def _lines(data: bytes) -> list[bytes]:
-    return data.splitlines(keepends=True)
-
-
 def test_tracker_follows_identical_lines_through_edits():
     data = b"- [ ] A\n- [ ] B\n- [ ] A\n"
     first, second = _task(1), _task(3)
     tracker = LineTracker(data, [first, second])
     # Lines added above, and a third identical line added below.
-    edited = _lines(b"x\n" * 10 + data.replace(b"[ ] B", b"[x] B") + b"- [ ] A\n")
+    edited = b"x\n" * 10 + data.replace(b"[ ] B", b"[x] B") + b"- [ ] A\n"
     assert tracker.locate(second, edited) == 12
     assert tracker.locate(first, edited) == 10
     # The first one deleted: it is gone, and the second is not taken for it.
-    fewer = _lines(b"x\n" * 10 + b"- [x] B\n- [ ] A\n- [ ] A\n")
+    fewer = b"x\n" * 10 + b"- [x] B\n- [ ] A\n- [ ] A\n"
     assert tracker.locate(first, fewer) is None
     assert tracker.locate(second, fewer) == 11
 
@@ -327,7 +323,7 @@ def test_tracker_finds_a_moved_unique_line():
     data = b"- [ ] 1. One\n- [ ] 2. Two\n- [ ] 3. Three\n"
     tasks = [_task(1), _task(2), _task(3)]
     tracker = LineTracker(data, tasks)
-    moved = _lines(b"- [ ] 3. Three\r\n- [ ] 1. One\r\n- [ ] 2. Two\r\n")
+    moved = b"- [ ] 3. Three\r\n- [ ] 1. One\r\n- [ ] 2. Two\r\n"
     assert [tracker.locate(t, moved) for t in tasks] == [1, 2, 0]
 
 

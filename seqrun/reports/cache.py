@@ -204,10 +204,16 @@ class CachePlugin:
         self.stepwise: bool = bool(opt.stepwise) or self.stepwise_skip
         self.session: Session | None = None
         self.caches: dict[Path, Cache] = {}
+        self.by_spec: dict[Spec, Cache] = {}
+        """The same caches by spec: a task's report finds its cache without
+        resolving the spec's folder (a syscall per path component) again."""
         self.specs: dict[str, Spec] = {}
         self.status: list[str] = []
 
     def cache_for(self, spec: Spec) -> Cache:
+        cache = self.by_spec.get(spec)
+        if cache is not None:
+            return cache
         root = specs_root(spec)
         cache = self.caches.get(root)
         if cache is None:
@@ -215,6 +221,7 @@ class CachePlugin:
             if self.config.option.cache_clear:
                 cache.clear()
             self.caches[root] = cache
+        self.by_spec[spec] = cache
         return cache
 
     def failed_before(self, task: Task) -> bool:

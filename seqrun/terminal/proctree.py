@@ -192,12 +192,18 @@ def _ancestors(pid: int) -> set[int]:
     return seen
 
 
+@functools.cache
+def _prctl() -> Callable[..., int]:
+    """libc's ``prctl``, looked up once: twice per agent run otherwise."""
+    return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+
+
 def _set_subreaper(on: bool) -> bool:
     """Set the child-subreaper flag; return its previous value."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = _prctl()
     previous = ctypes.c_int(0)
-    libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0)
-    libc.prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+    prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(previous), 0, 0, 0)
+    prctl(_PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
     return bool(previous.value)
 
 
@@ -205,9 +211,8 @@ def _is_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
         flag = ctypes.c_int(0)
-        libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
+        _prctl()(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)
     except (OSError, AttributeError):
         return False
     return bool(flag.value)
@@ -293,7 +298,6 @@ class ProcessTree:
         (a process that runs two trees at once must not claim each other's)."""
         self._self = os.getpid()
         self._own_sid = os.getsid(0)
-        self._excluded = _ancestors(self._self)
         info = read_proc(root)
         self._root_start = info.start if info is not None else 0
         # Session membership only means "ours" when the root leads its session
@@ -307,6 +311,13 @@ class ProcessTree:
             self._known[root] = info
         self.statuses: dict[int, int] = {}
         """Shell-style exit statuses of members reaped here (our own children)."""
+
+    @functools.cached_property
+    def _excluded(self) -> set[int]:
+        """seqrun and its ancestors: never members. Walked when first needed
+        (a snapshot), not for every agent: a quick one that leaves nothing
+        behind is never walked (:meth:`_nothing_left`)."""
+        return _ancestors(self._self)
 
     @classmethod
     def left_by(cls, record: TreeRecord) -> ProcessTree:
