@@ -299,7 +299,9 @@ class MarkLedger:
             data = json.loads(self.path.read_bytes())
         except (OSError, ValueError):
             return []
-        found = (RunningMark.from_json(m) for m in data.get("marks", ()) if isinstance(data, dict))
+        if not isinstance(data, dict):
+            return []
+        found = (RunningMark.from_json(m) for m in data.get("marks", ()))
         return [m for m in found if m is not None]
 
     def save(self, marks: Iterable[RunningMark]) -> None:
