@@ -274,7 +274,11 @@ class AgentRun:
                               stdin=subprocess.DEVNULL, timeout=timeout)
 
     def state(self, spec: str = "feature") -> dict:
-        return json.loads((self.specs / "SEQUENTIAL_STATE.json").read_text())["specs"][spec]
+        """The spec's record with each task's ``history`` (kept in the spec's journal)."""
+        from seqrun.statefile import journal_path, with_history
+
+        record = json.loads((self.specs / "SEQUENTIAL_STATE.json").read_text())["specs"][spec]
+        return with_history(record, journal_path(self.specs, spec))
 
     def events(self, kind: str) -> list[dict]:
         path = self.project / "report.jsonl"
