@@ -248,6 +248,8 @@ class _Reader:
         numbered_mode = mode is TaskKind.NUMBERED
         heading_level = 0
         lines = self.lines
+        new_task = Task.__new__
+        stack, latest, order = self.indent_stack, self.latest, self.order
         start = 0  # the first line not read yet
         for index in special:
             if start < index:
@@ -266,18 +268,38 @@ class _Reader:
                         and "[" not in rest and "(" not in rest and "*" not in rest and "✅" not in rest):
                     # The common task line, "- [ ] 1.2 Title": start_checkbox's
                     # work without its rare cases (no tags, marker, bold, tab).
-                    title = rest.strip()
+                    # The Task is made without its __init__ (a dataclass of 19
+                    # fields, keyword arguments: most of a task line's cost):
+                    # the fields it leaves out are the class's defaults.
+                    task = new_task(Task)
+                    task.id = ""
+                    task.title = rest.strip() or written
+                    task.line = number
+                    task.state = _STATES[mark]
+                    task.mark = mark
+                    task.written_id = written
+                    if opt is not None:
+                        task.optional = True
+                    task.section = self.section
+                    task.children = []
                     indent = len(indent_text)
-                    task = Task(id="", title=title or written, line=number, kind=TaskKind.CHECKBOX,
-                                state=_STATES[mark], mark=mark, written_id=written, optional=opt is not None,
-                                section=self.section)
-                    if self.draft is not None:
+                    draft = self.draft
+                    if draft is not None:
                         self.close_draft()
                     self.draft = _Draft(task, indent)
-                    stack = self.indent_stack
                     while stack and stack[-1][0] >= indent:
                         stack.pop()
-                    self.attach(task)
+                    # attach(task), inline
+                    prefix, dot, _ = written.rpartition(".")
+                    while dot:  # "1.2.3": "1.2", then "1"
+                        parent = latest.get(prefix)
+                        if parent is not None:
+                            task.parent = parent
+                            parent.children.append(task)
+                            break
+                        prefix, dot, _ = prefix.rpartition(".")
+                    latest[written] = task
+                    order.append(task)
                     stack.append((indent, task))
                 elif task_text.rstrip(" \t"):
                     self.start_checkbox(number, checkbox, text)
