@@ -178,6 +178,7 @@ class _Reader:
         self.order: list[Task] = []
         self.kept: list[Task] = []  # every node of the final tree (set by finish)
         self.latest: dict[str, Task] = {}  # written id -> latest node with it
+        self.groups = 0  # how many numbered headings may group tasks
         self.indent_stack: list[tuple[int, Task]] = []
         self.draft: _Draft | None = None
         self.section = ""
@@ -438,6 +439,7 @@ class _Reader:
         title = _clean_title(body[m.end():], bool(m.group("bold")))
         group = Task(id="", title=title or body, line=number, kind=TaskKind.GROUP,
                      written_id=m.group("id"), section=self.section)
+        self.groups += 1
         self.attach(group)
 
     def new_task(self, number: int, text: str, kind: TaskKind) -> Task:
@@ -530,10 +532,20 @@ class _Reader:
     # -- ids and the final tree -----------------------------------------------------------
 
     def finish(self) -> list[Task]:
-        self.kept = kept = [t for t in self.order if t.kind is not TaskKind.GROUP or t.children]
-        for t in self.order:
-            if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
-                t.parent.children.remove(t)
+        order = self.order
+        if self.groups:
+            self.kept = kept = [t for t in order if t.kind is not TaskKind.GROUP or t.children]
+            for t in order:
+                if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
+                    t.parent.children.remove(t)
+        else:
+            self.kept = kept = order
+        # `latest` has a node per distinct written id: as many as nodes when
+        # each node has its own (then so do the kept ones).
+        if len(self.latest) == len(order):
+            for task in kept:  # each id written once: the ids as written
+                task.id = task.written_id  # type: ignore[assignment]
+            return [t for t in kept if t.parent is None]
         written = [t.written_id for t in kept]
         if None not in written and len(set(written)) == len(written):
             for task, task_id in zip(kept, written):  # each id written once: the ids as written
