@@ -185,16 +185,19 @@ class _Reader:
 
     # -- mode ------------------------------------------------------------------
 
-    def scan(self) -> tuple[list[int], set[int], dict[int, re.Match[str]], dict[int, re.Match[str]]]:
+    def scan(self) -> tuple[list[tuple[int, re.Match[str] | None, re.Match[str] | None]], set[int],
+                            list[re.Match[str]], list[tuple[re.Match[str] | None, re.Match[str]]]]:
         """The lines the pass must look at one by one, by 0-based index, in
         order: those inside code fences (fence lines included), and the
-        checkbox and heading lines outside them, with their matches. Both the
-        mode and the pass use them; every other line is a plain one (cheap
-        substring tests first: most lines of a tasks file are neither)."""
-        special: list[int] = []
+        checkbox and heading lines outside them, as ``(index, checkbox match,
+        heading match)``; then the checkbox matches, and the heading matches
+        with their line's checkbox match. Both the mode and the pass use them;
+        every other line is a plain one (cheap substring tests first: most
+        lines of a tasks file are neither)."""
+        special: list[tuple[int, re.Match[str] | None, re.Match[str] | None]] = []
         fenced: set[int] = set()
-        boxes: dict[int, re.Match[str]] = {}
-        heads: dict[int, re.Match[str]] = {}
+        boxes: list[re.Match[str]] = []
+        heads: list[tuple[re.Match[str] | None, re.Match[str]]] = []
         lines = self.lines
         joined = self.text  # a fence marker cannot span lines: one test for the file
         if "```" in joined or "~~~" in joined:
@@ -221,26 +224,27 @@ class _Reader:
         for index in candidates:
             text = lines[index]
             if fenced and index in fenced:
-                special.append(index)
+                special.append((index, None, None))
                 continue
             m = box_match(text) if "[" in text else None
             h = head_match(text) if text.startswith("#") else None
             if m:
-                boxes[index] = m
+                boxes.append(m)
             if h:
-                heads[index] = h
+                heads.append((m, h))
             if m or h:
-                special.append(index)
+                special.append((index, m, h))
         return special, fenced, boxes, heads
 
-    def choose_mode(self, boxes: dict[int, re.Match[str]], heads: dict[int, re.Match[str]]) -> TaskKind:
+    def choose_mode(self, boxes: list[re.Match[str]],
+                    heads: list[tuple[re.Match[str] | None, re.Match[str]]]) -> TaskKind:
         checkboxes = len(boxes)
-        headings = sum(1 for index, h in heads.items() if index not in boxes and _heading_task_id(h.group(2)))
+        headings = sum(1 for box, h in heads if box is None and _heading_task_id(h.group(2)))
         # Task headings whose checkbox lines carry no ids of their own
         # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
         # the headings are the tasks and the checkboxes their steps.
         if headings > checkboxes or (headings and not any(
-                m.group("number") or m.group("id") for m in boxes.values())):
+                m.group("number") or m.group("id") for m in boxes)):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -259,7 +263,7 @@ class _Reader:
         new_task = Task.__new__
         stack, latest, order = self.indent_stack, self.latest, self.order
         start = 0  # the first line not read yet
-        for index in special:
+        for index, checkbox, h in special:
             if start < index:
                 self.plain(start, index, mode)
             start = index + 1
@@ -267,8 +271,6 @@ class _Reader:
             if fenced and index in fenced:
                 self.add_detail(text)
                 continue
-            checkbox = boxes.get(index)
-            h = heads.get(index)
             number = index + 1
             if checkbox_mode and checkbox:
                 indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
