@@ -165,7 +165,12 @@ class _Reader:
     Its cost is per line and per task (a generated spec of 5,000 tasks has
     20,000 lines), so the common lines take a short way: a detail line of the
     task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
-    :meth:`read`. Everything else goes through the methods below, which say
+    :meth:`read` (its Task made without the dataclass ``__init__``, attached
+    and its last task's draft closed inline). In a file without code fences,
+    only lines with a ``[`` or starting with ``#`` are looked at one by one
+    for the mode (:meth:`scan`),
+    and the cyclic collector waits while the tree is built (collect_text).
+    Everything else goes through the methods below, which say
     what each kind of line means. The metadata is not read here: a task's
     ``read_metadata`` reads its lines when first asked (nodes.Task.metadata).
     """
