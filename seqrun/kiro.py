@@ -41,6 +41,7 @@ a usage error before any agent starts), rather than turned into guessed tasks:
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 from pathlib import Path
@@ -164,36 +165,46 @@ class _Reader:
     Its cost is per line and per task (a generated spec of 5,000 tasks has
     20,000 lines), so the common lines take a short way: a detail line of the
     task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
-    :meth:`read`. Everything else goes through the methods below, which say
+    :meth:`read` (its Task made without the dataclass ``__init__``, attached
+    and its last task's draft closed inline). In a file without code fences,
+    only lines with a ``[`` or starting with ``#`` are looked at one by one
+    for the mode (:meth:`scan`),
+    and the cyclic collector waits while the tree is built (collect_text).
+    Everything else goes through the methods below, which say
     what each kind of line means. The metadata is not read here: a task's
     ``read_metadata`` reads its lines when first asked (nodes.Task.metadata).
     """
 
-    def __init__(self, path: Path, lines: list[str]) -> None:
+    def __init__(self, path: Path, lines: list[str], text: str) -> None:
         self.path = path
         self.lines = lines
+        self.text = text  # the lines joined by "\n"
         self.warnings: list[Warning_] = []
         self.order: list[Task] = []
         self.kept: list[Task] = []  # every node of the final tree (set by finish)
         self.latest: dict[str, Task] = {}  # written id -> latest node with it
+        self.groups = 0  # how many numbered headings may group tasks
         self.indent_stack: list[tuple[int, Task]] = []
         self.draft: _Draft | None = None
         self.section = ""
 
     # -- mode ------------------------------------------------------------------
 
-    def scan(self) -> tuple[list[int], set[int], dict[int, re.Match[str]], dict[int, re.Match[str]]]:
+    def scan(self) -> tuple[list[tuple[int, re.Match[str] | None, re.Match[str] | None]], set[int],
+                            list[re.Match[str]], list[tuple[re.Match[str] | None, re.Match[str]]]]:
         """The lines the pass must look at one by one, by 0-based index, in
         order: those inside code fences (fence lines included), and the
-        checkbox and heading lines outside them, with their matches. Both the
-        mode and the pass use them; every other line is a plain one (cheap
-        substring tests first: most lines of a tasks file are neither)."""
-        special: list[int] = []
+        checkbox and heading lines outside them, as ``(index, checkbox match,
+        heading match)``; then the checkbox matches, and the heading matches
+        with their line's checkbox match. Both the mode and the pass use them;
+        every other line is a plain one (cheap substring tests first: most
+        lines of a tasks file are neither)."""
+        special: list[tuple[int, re.Match[str] | None, re.Match[str] | None]] = []
         fenced: set[int] = set()
-        boxes: dict[int, re.Match[str]] = {}
-        heads: dict[int, re.Match[str]] = {}
+        boxes: list[re.Match[str]] = []
+        heads: list[tuple[re.Match[str] | None, re.Match[str]]] = []
         lines = self.lines
-        joined = "\n".join(lines)  # a fence marker cannot span lines: one test for the file
+        joined = self.text  # a fence marker cannot span lines: one test for the file
         if "```" in joined or "~~~" in joined:
             fence: str | None = None
             for index, text in enumerate(lines):
@@ -211,28 +222,34 @@ class _Reader:
                 if fence is not None:
                     fenced.add(index)
         box_match, head_match = _CHECKBOX.match, _HEADING.match
-        for index, text in enumerate(lines):
+        # Without fences, only a line with a "[" or starting with "#" can be
+        # special: one comprehension finds them, the loop sees only those.
+        candidates = range(len(lines)) if fenced else [
+            index for index, text in enumerate(lines) if "[" in text or text[:1] == "#"]
+        for index in candidates:
+            text = lines[index]
             if fenced and index in fenced:
-                special.append(index)
+                special.append((index, None, None))
                 continue
             m = box_match(text) if "[" in text else None
             h = head_match(text) if text.startswith("#") else None
             if m:
-                boxes[index] = m
+                boxes.append(m)
             if h:
-                heads[index] = h
+                heads.append((m, h))
             if m or h:
-                special.append(index)
+                special.append((index, m, h))
         return special, fenced, boxes, heads
 
-    def choose_mode(self, boxes: dict[int, re.Match[str]], heads: dict[int, re.Match[str]]) -> TaskKind:
+    def choose_mode(self, boxes: list[re.Match[str]],
+                    heads: list[tuple[re.Match[str] | None, re.Match[str]]]) -> TaskKind:
         checkboxes = len(boxes)
-        headings = sum(1 for index, h in heads.items() if index not in boxes and _heading_task_id(h.group(2)))
+        headings = sum(1 for box, h in heads if box is None and _heading_task_id(h.group(2)))
         # Task headings whose checkbox lines carry no ids of their own
         # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
         # the headings are the tasks and the checkboxes their steps.
         if headings > checkboxes or (headings and not any(
-                m.group("number") or m.group("id") for m in boxes.values())):
+                m.group("number") or m.group("id") for m in boxes)):
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -248,8 +265,10 @@ class _Reader:
         numbered_mode = mode is TaskKind.NUMBERED
         heading_level = 0
         lines = self.lines
+        new_task = Task.__new__
+        stack, latest, order = self.indent_stack, self.latest, self.order
         start = 0  # the first line not read yet
-        for index in special:
+        for index, checkbox, h in special:
             if start < index:
                 self.plain(start, index, mode)
             start = index + 1
@@ -257,8 +276,6 @@ class _Reader:
             if fenced and index in fenced:
                 self.add_detail(text)
                 continue
-            checkbox = boxes.get(index)
-            h = heads.get(index)
             number = index + 1
             if checkbox_mode and checkbox:
                 indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
@@ -266,18 +283,42 @@ class _Reader:
                         and "[" not in rest and "(" not in rest and "*" not in rest and "✅" not in rest):
                     # The common task line, "- [ ] 1.2 Title": start_checkbox's
                     # work without its rare cases (no tags, marker, bold, tab).
-                    title = rest.strip()
+                    # The Task is made without its __init__ (a dataclass of 19
+                    # fields, keyword arguments: most of a task line's cost):
+                    # the fields it leaves out are the class's defaults.
+                    task = new_task(Task)
+                    task.id = ""
+                    task.title = rest.strip() or written
+                    task.line = number
+                    task.state = _STATES[mark]
+                    task.mark = mark
+                    task.written_id = written
+                    if opt is not None:
+                        task.optional = True
+                    task.section = self.section
+                    task.children = []
                     indent = len(indent_text)
-                    task = Task(id="", title=title or written, line=number, kind=TaskKind.CHECKBOX,
-                                state=_STATES[mark], mark=mark, written_id=written, optional=opt is not None,
-                                section=self.section)
-                    if self.draft is not None:
-                        self.close_draft()
+                    draft = self.draft
+                    if draft is not None:
+                        if draft.task.kind is TaskKind.HEADING:
+                            self.close_draft()
+                        else:  # close_draft's work for any other task, inline
+                            draft.task.read_metadata = draft
+                            draft.task.body = draft.detail_lines
                     self.draft = _Draft(task, indent)
-                    stack = self.indent_stack
                     while stack and stack[-1][0] >= indent:
                         stack.pop()
-                    self.attach(task)
+                    # attach(task), inline
+                    prefix, dot, _ = written.rpartition(".")
+                    while dot:  # "1.2.3": "1.2", then "1"
+                        parent = latest.get(prefix)
+                        if parent is not None:
+                            task.parent = parent
+                            parent.children.append(task)
+                            break
+                        prefix, dot, _ = prefix.rpartition(".")
+                    latest[written] = task
+                    order.append(task)
                     stack.append((indent, task))
                 elif task_text.rstrip(" \t"):
                     self.start_checkbox(number, checkbox, text)
@@ -405,6 +446,7 @@ class _Reader:
         title = _clean_title(body[m.end():], bool(m.group("bold")))
         group = Task(id="", title=title or body, line=number, kind=TaskKind.GROUP,
                      written_id=m.group("id"), section=self.section)
+        self.groups += 1
         self.attach(group)
 
     def new_task(self, number: int, text: str, kind: TaskKind) -> Task:
@@ -497,10 +539,20 @@ class _Reader:
     # -- ids and the final tree -----------------------------------------------------------
 
     def finish(self) -> list[Task]:
-        self.kept = kept = [t for t in self.order if t.kind is not TaskKind.GROUP or t.children]
-        for t in self.order:
-            if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
-                t.parent.children.remove(t)
+        order = self.order
+        if self.groups:
+            self.kept = kept = [t for t in order if t.kind is not TaskKind.GROUP or t.children]
+            for t in order:
+                if t.kind is TaskKind.GROUP and not t.children and t.parent is not None:
+                    t.parent.children.remove(t)
+        else:
+            self.kept = kept = order
+        # `latest` has a node per distinct written id: as many as nodes when
+        # each node has its own (then so do the kept ones).
+        if len(self.latest) == len(order):
+            for task in kept:  # each id written once: the ids as written
+                task.id = task.written_id  # type: ignore[assignment]
+            return [t for t in kept if t.parent is None]
         written = [t.written_id for t in kept]
         if None not in written and len(set(written)) == len(written):
             for task, task_id in zip(kept, written):  # each id written once: the ids as written
@@ -678,11 +730,22 @@ def _split_ids(value: str) -> list[str]:
 def collect_text(text: str, path: Path, nodeid: str | None = None, name: str | None = None) -> Spec:
     """Parse tasks-file ``text`` read from ``path``; never raises on content."""
     newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = normalized.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    reader = _Reader(path, lines)
-    roots = reader.read()
+    reader = _Reader(path, lines, normalized)
+    # The pass makes tens of thousands of objects that all stay (the tree)
+    # and no garbage worth a collection: the cyclic collector, which would
+    # walk them again and again as they are made (a tenth of the pass at
+    # 5,000 tasks), waits until the tree is built.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        roots = reader.read()
+    finally:
+        if collecting:
+            gc.enable()
     spec = Spec(
         name=name or spec_name(path),
         tasks_file=path,

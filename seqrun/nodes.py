@@ -61,7 +61,12 @@ class Step:
 
 @dataclass(eq=False)
 class Task:
-    """One task of a spec, as collected from its tasks file."""
+    """One task of a spec, as collected from its tasks file.
+
+    seqrun.kiro makes the commonest tasks (``- [ ] 1.2 Title``) without
+    ``__init__``: the fields it does not set are read from the class, so a
+    new field needs a plain default (``default_factory`` fields are set there).
+    """
 
     id: str
     """Unique within the spec: the written id, ``~2``, ``~3``… appended to a

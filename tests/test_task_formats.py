@@ -194,3 +194,26 @@ def test_checklist_items_are_listed_as_such_and_left_out_by_k(project, run_seqru
     assert len(kept) == 73 - 20  # the 73 leaves less the 20 checks
     assert not any(i.startswith("h") for i in kept)
     assert len(selected(run_seqrun("--co", "-q", "-k", "checklist").stdout)) == 20
+
+
+def test_a_common_task_line_makes_the_same_task_as_a_rare_one():
+    """``- [ ] 1.2 Title`` takes a short way through the reader (seqrun.kiro),
+    a line with a tag the long one: both tasks have every field of a Task, with
+    the same values but for what the lines say differently."""
+    from dataclasses import fields
+
+    from seqrun.nodes import Task
+
+    spec = collect_text("- [x] 1 Parent\n  - [-]* 1.2 Child does a thing\n  - [-]* 1.3 [P] Child does a thing\n",
+                        Path("t.md"))
+    (parent,) = spec.roots
+    common, rare = parent.children
+    assert (common.tags, rare.tags) == ((), ("P",))
+    for f in fields(Task):
+        if f.name in ("id", "line", "written_id", "tags", "read_metadata", "body"):
+            continue
+        assert getattr(common, f.name) == getattr(rare, f.name), f.name
+    assert (common.id, common.line, common.state, common.mark, common.optional) == (
+        "1.2", 2, TaskState.IN_PROGRESS, "-", True)
+    assert (common.details, common.fields, common.body) == ("", {}, [])
+    assert parent.title == "Parent" and parent.done and parent.aliases == () and parent.steps == ()
