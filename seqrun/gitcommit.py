@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ from seqrun.config import Config, UsageError, spec_paths
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
 from seqrun.outcome import Outcome, TaskReport
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
     import subprocess
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 GIT_TIMEOUT = 300.0
 RUN_FILES = ("SEQUENTIAL_STATE.json", "SEQUENTIAL_PROGRESS.md", ".seqrun")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = LazyPattern(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class GitError(Exception):
