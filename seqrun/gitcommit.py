@@ -43,10 +43,11 @@ import pluggy
 from seqrun.config import Config, UsageError, spec_paths
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
 from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     import subprocess
 
     from seqrun.main import Session

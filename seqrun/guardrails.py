@@ -47,11 +47,12 @@ from seqrun.config import MAX_SECONDS, Config, UsageError, non_negative, whole_n
 from seqrun.hookspec import hookimpl
 from seqrun.text import LazyPattern, human_seconds
 from seqrun.nodes import Task
-from seqrun.outcome import Kind, Outcome, TaskReport, Verdict
+from seqrun.outcome import Kind, Outcome
 from seqrun.paths import seqrun_dir
 from seqrun.sharedjson import read_json_object, update_json
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport, Verdict
     from seqrun.main import Session
     from seqrun.runner import AttemptSettings
 

@@ -51,12 +51,13 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
-from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
+from seqrun.outcome import Kind, Outcome, Skipped
 from seqrun.paths import safe_name, seqrun_dir, specs_root
 from seqrun.runner import runstate
 from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
 
 _MARK = LazyPattern(rb"\[[ xX~/-]\]")

@@ -61,10 +61,11 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Kind, Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome
 from seqrun.sharedjson import update_json
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
 
 CACHE_DIR = Path(".seqrun") / "cache"

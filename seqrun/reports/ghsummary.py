@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
 from seqrun.reports.terminal import LETTERS, format_duration, usage_totals
 from seqrun.text import LazyPattern, oneline
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
     from seqrun.nodes import Task
 

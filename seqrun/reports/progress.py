@@ -26,12 +26,15 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqrun.config import UsageError
-from seqrun.outcome import Attempt, Outcome
+from seqrun.outcome import Outcome
 from seqrun.statefile import existing_regular_file, utcnow
 from seqrun.text import LazyPattern
+
+if TYPE_CHECKING:
+    from seqrun.outcome import Attempt
 
 PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
 

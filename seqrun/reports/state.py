@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, Unit
-from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome
 from seqrun.reports.progress import ProgressLog, RecordedAttempt, progress_path_for, recorded_attempts
 from seqrun.runner import done_before_key
 from seqrun.statefile import (
@@ -68,6 +68,7 @@ from seqrun.statefile import (
 )
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
 
 
