@@ -38,7 +38,7 @@ HEAVY = (
     "seqrun.backends.codeagent_wrapper", "seqrun.backends.command", "seqrun.backends.demo",
     "seqrun.reports.html", "seqrun.reports.junitxml", "seqrun.reports.status",
     "seqrun.reports.matrix", "seqrun.verify", "seqrun.terminal.ptyexec", "seqrun.terminal.tmux",
-    "seqrun.records",
+    "seqrun.records", "seqrun.reports.progress",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"
