@@ -23,6 +23,7 @@ from seqrun.config import Config, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -48,7 +49,7 @@ Task {task_id}: {title}
 {details}
 """
 
-_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)
+_OBJECT = LazyPattern(r"\{[^{}]*\}", re.DOTALL)
 
 
 def parse_assignment(text: str | None) -> dict[str, str] | None:

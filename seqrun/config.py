@@ -278,6 +278,13 @@ class Config:
 # -- plugin manager ----------------------------------------------------------------
 
 
+_NOT_IN_DICT = object()
+#: Types of module values that are never a hook implementation (not routines
+#: in pluggy's sense): skipped at once when a plugin module is registered.
+_NEVER_ROUTINES = frozenset({ModuleType, str, bytes, int, float, bool, type(None), tuple, list, dict,
+                             set, frozenset})
+
+
 class PluginManager(pluggy.PluginManager):
     """pluggy's manager, reading plugins as pytest's does: a ``seqrun_*``
     function a plugin module defines is a hook implementation even without
@@ -290,7 +297,21 @@ class PluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspec)
 
     def parse_hookimpl_opts(self, plugin: object, name: str) -> Any:
-        opts = super().parse_hookimpl_opts(plugin, name)
+        # Registering reads every name of every plugin (1,400 at start-up). A
+        # module's plain value (a class, a constant, an imported module) is
+        # never a routine, and a function's marker is its own attribute: both
+        # are answered here, without pluggy's getattr and inspect.isroutine;
+        # anything else (an instance's methods, a module's __getattr__) goes
+        # through pluggy as before.
+        value = plugin.__dict__.get(name, _NOT_IN_DICT) if type(plugin) is ModuleType else _NOT_IN_DICT
+        if type(value) is FunctionType:
+            opts = getattr(value, "seqrun_impl", None)
+            if not isinstance(opts, dict):  # as pluggy: anything else is no marker
+                opts = None
+        elif type(value) in _NEVER_ROUTINES or isinstance(value, type):
+            return None
+        else:
+            opts = super().parse_hookimpl_opts(plugin, name)
         if opts is not None or not name.startswith("seqrun_") or not isinstance(plugin, ModuleType):
             return opts
         func = getattr(plugin, name, None)

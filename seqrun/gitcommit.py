@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -44,16 +43,18 @@ import pluggy
 from seqrun.config import Config, UsageError, spec_paths
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     import subprocess
 
     from seqrun.main import Session
 
 GIT_TIMEOUT = 300.0
 RUN_FILES = ("SEQUENTIAL_STATE.json", "SEQUENTIAL_PROGRESS.md", ".seqrun")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = LazyPattern(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class GitError(Exception):

@@ -45,13 +45,14 @@ import pluggy
 
 from seqrun.config import MAX_SECONDS, Config, UsageError, non_negative, whole_number
 from seqrun.hookspec import hookimpl
-from seqrun.text import human_seconds
+from seqrun.text import LazyPattern, human_seconds
 from seqrun.nodes import Task
-from seqrun.outcome import Kind, Outcome, TaskReport, Verdict
+from seqrun.outcome import Kind, Outcome
 from seqrun.paths import seqrun_dir
 from seqrun.sharedjson import read_json_object, update_json
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport, Verdict
     from seqrun.main import Session
     from seqrun.runner import AttemptSettings
 
@@ -60,7 +61,7 @@ STUCK_PATH = Path(".seqrun") / "cache" / "stuck.json"
 #: The least an agent run gets once the time budget is spent: the runner has
 #: no hook to skip a rerun, and a timeout of 0 means "no limit".
 MIN_TIMEOUT = 1.0
-_DURATION = re.compile(r"^\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*(?:(?P<m>\d+(?:\.\d+)?)m)?\s*"
+_DURATION = LazyPattern(r"^\s*(?:(?P<h>\d+(?:\.\d+)?)h)?\s*(?:(?P<m>\d+(?:\.\d+)?)m)?\s*"
                        r"(?:(?P<s>\d+(?:\.\d+)?)s?)?\s*$", re.IGNORECASE)
 
 

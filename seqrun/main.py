@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import pluggy
 
@@ -17,7 +17,10 @@ from seqrun.console import guarded_console
 from seqrun.hookspec import hookimpl
 from seqrun.kiro import TASK_FILE_NAMES
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
+
+if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
 
 
 class ExitCode(enum.IntEnum):

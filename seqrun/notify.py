@@ -37,9 +37,10 @@ import pluggy
 from seqrun.config import Config, UsageError, seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
 
 EVENTS = ("halt", "failure", "finish")

@@ -29,10 +29,11 @@ import pluggy
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Outcome, PreviousAttempt
+from seqrun.outcome import Outcome
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
+    from seqrun.outcome import PreviousAttempt
     from seqrun.main import Session
 
 DEFAULT_TEMPLATE = """\

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Generator
 from seqrun.config import seconds
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Attempt, Outcome, TaskReport
+from seqrun.outcome import Outcome
 from seqrun.runner import CallInfo, RateLimitTooLong, call_again, retry_policy, sleep_unless_cancelled
 from seqrun.stash import StashKey
 from seqrun.text import human_seconds
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
 
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Generator
 from seqrun.config import whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Attempt, Kind, Outcome
+from seqrun.outcome import Kind, Outcome
 from seqrun.runner import call_again, retry_policy
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt
     from seqrun.main import Session
 
 reruns_used_key = StashKey[int]()

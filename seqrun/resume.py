@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Generator
 
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Attempt, Kind, Outcome, PreviousAttempt
+from seqrun.outcome import Kind, Outcome
 from seqrun.runner import call_again, retry_policy
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, PreviousAttempt
     from seqrun.backends.base import Backend
     from seqrun.main import Session
 

@@ -47,12 +47,13 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, TaskState, Unit
-from seqrun.outcome import Attempt, Kind, Outcome, Skipped, TaskReport, Usage, Verdict, When
+from seqrun.outcome import Kind, Outcome, Skipped, When
 from seqrun.paths import attempt_dir, highest_attempt_on_disk, looks_digested, name_digest, workdir
 from seqrun.stash import StashKey
 from seqrun.text import human_seconds
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, TaskReport, Usage, Verdict
     from seqrun.main import Session
     from seqrun.terminal.view import AgentView, Header
 
@@ -345,6 +346,8 @@ def _report_not_run(session: Session, unit: Unit, why: str) -> None:
 @hookimpl(trylast=True)
 def seqrun_runtest_makereport(item: Task, unit: Unit, call: CallInfo[Any],
                               report: TaskReport | None) -> TaskReport:
+    from seqrun.outcome import TaskReport, Verdict  # the records load with the first report
+
     exc = call.excinfo
     if call.when == "teardown" and report is not None:
         assert exc is not None
@@ -550,6 +553,8 @@ def seqrun_runtest_call(item: Task, unit: Unit, session: Session) -> Attempt:
                                 else f"ERROR: no verdict: {_exc_line(exc)}")
         raise
     state.executor.conclude(verdict_line(verdict))  # after verification: the verdict is final
+    from seqrun.outcome import Attempt
+
     attempt = Attempt(
         nodeid=item.nodeid, task_id=item.id, number=number, run_id=session.run_id,
         started_at=started, ended_at=time.time(), backend=backend.name, model=settings.model, verdict=verdict,
@@ -597,6 +602,8 @@ def _verdict_of(result: Any, parser: Any, opt: argparse.Namespace, settings: Att
                 cancel_reason: str) -> Verdict:
     """The verdict of one agent process: the parser's, unless seqrun (or
     something outside) ended the process first."""
+    from seqrun.outcome import Verdict
+
     verdict: Verdict = parser.finish(result.exit_status)
     cut = dict(final_message=verdict.final_message, usage=verdict.usage, session_id=verdict.session_id)
     if result.interrupted:

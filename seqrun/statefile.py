@@ -96,7 +96,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Container, Iterable, Mapping, TypedDict
+from typing import TYPE_CHECKING, Any, Callable, Container, Iterable, Mapping, TypedDict
 
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.config import UsageError
@@ -112,8 +112,11 @@ from seqrun.history import (  # noqa: F401  (HISTORY_LIMIT, FEEDBACK_KEYS: still
     read_journal,
 )
 from seqrun.nodes import Spec, TaskState
-from seqrun.outcome import Kind, Outcome, PreviousAttempt
+from seqrun.outcome import Kind, Outcome
 from seqrun.sharedjson import FolderLock
+
+if TYPE_CHECKING:
+    from seqrun.outcome import PreviousAttempt
 
 
 class TaskRecord(TypedDict, total=False):
@@ -901,6 +904,8 @@ def last_failed_attempt(newest: Callable[[str], dict[str, Any] | None],
                 found = record
     if found is None or found.get("outcome") == Outcome.PASSED.value:
         return None
+    from seqrun.outcome import PreviousAttempt
+
     return PreviousAttempt.from_record(found)
 
 

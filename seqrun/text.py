@@ -3,12 +3,39 @@
 Anything that came from a tasks file or an agent passes through
 :func:`printable` before seqrun prints or stores it for a person, so a title
 cannot move the cursor, retitle the terminal or hide lines.
+
+:class:`LazyPattern` is how seqrun's modules keep a regular expression at
+module level without compiling it at import: ``seqrun --co -q`` imports
+every plugin, and most of their patterns serve only a run.
 """
 from __future__ import annotations
 
 import re
+from typing import Any
 
-_CONTROL = re.compile(
+#: The methods a :class:`LazyPattern` binds to its compiled pattern on first use.
+_PATTERN_METHODS = ("search", "match", "fullmatch", "sub", "subn", "finditer", "findall", "split")
+
+
+class LazyPattern:
+    """A regular expression compiled on first use, used as the compiled
+    pattern is (``PATTERN.search(text)``). The first use binds the compiled
+    pattern's methods on the instance, so later calls cost what a compiled
+    pattern's do."""
+
+    def __init__(self, pattern: str | bytes, flags: int = 0) -> None:
+        self._args = (pattern, flags)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # copy, pickle, repr probes: not the pattern's
+            raise AttributeError(name)
+        compiled = re.compile(*self._args)
+        for method in _PATTERN_METHODS:
+            setattr(self, method, getattr(compiled, method))
+        return getattr(compiled, name)
+
+
+_CONTROL = LazyPattern(
     r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks, clipboard
     r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC, SOS strings
     r"|(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor movement, erasing

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Generator
 from seqrun.config import Config, seconds, whole_number
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, Unit
-from seqrun.outcome import Attempt, Kind, Outcome
+from seqrun.outcome import Kind, Outcome
 from seqrun.runner import BudgetExhausted, sleep_unless_cancelled
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt
     from seqrun.main import Session
 
 

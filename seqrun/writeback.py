@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +51,16 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
-from seqrun.outcome import Kind, Outcome, Skipped, TaskReport
+from seqrun.outcome import Kind, Outcome, Skipped
 from seqrun.paths import safe_name, seqrun_dir, specs_root
 from seqrun.runner import runstate
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
 
-_MARK = re.compile(rb"\[[ xX~/-]\]")
+_MARK = LazyPattern(rb"\[[ xX~/-]\]")
 RUNNING_MARK = "-"
 #: The marks a ``[-]`` can have replaced (every mark of :data:`_MARK` but itself).
 _RESTORABLE = " xX~/"

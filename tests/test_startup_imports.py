@@ -29,7 +29,8 @@ PROBE = (
 
 #: What ``--co -q`` must not import: the third-party libraries of the
 #: terminal view and the HTML report, the pty, every backend implementation,
-#: the report writers and the verifier.
+#: the report writers, the verifier, and the records of a run (verdicts,
+#: attempts, task reports: six frozen dataclasses a listing never builds).
 HEAVY = (
     "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree",
     "seqrun.backends.base", "seqrun.backends.claude", "seqrun.backends.codex",
@@ -37,6 +38,7 @@ HEAVY = (
     "seqrun.backends.codeagent_wrapper", "seqrun.backends.command", "seqrun.backends.demo",
     "seqrun.reports.html", "seqrun.reports.junitxml", "seqrun.reports.status",
     "seqrun.reports.matrix", "seqrun.verify", "seqrun.terminal.ptyexec", "seqrun.terminal.tmux",
+    "seqrun.records", "seqrun.reports.progress",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"

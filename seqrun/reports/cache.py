@@ -61,10 +61,11 @@ from seqrun.atomicfile import atomic_write
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
-from seqrun.outcome import Kind, Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome
 from seqrun.sharedjson import update_json
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
 
 CACHE_DIR = Path(".seqrun") / "cache"
@@ -139,11 +140,15 @@ class Cache:
 
     def _read(self, name: str) -> Any:
         # A missing or damaged cache file is an empty cache, never an error.
-        import json
+        try:
+            text = (self.folder / name).read_text("utf-8")
+        except (OSError, ValueError):
+            return None
+        import json  # only with a file to read: a listing of a new project does without
 
         try:
-            return json.loads((self.folder / name).read_text("utf-8"))
-        except (OSError, ValueError):
+            return json.loads(text)
+        except ValueError:
             return None
 
     def clear(self) -> None:

@@ -28,9 +28,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from seqrun.outcome import Outcome, TaskReport, tail
+from seqrun.outcome import Outcome, tail
 from seqrun.text import oneline, printable
+
+if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
 
 #: ``--tb`` values, most to least.
 STYLES = ("long", "short", "line", "no")

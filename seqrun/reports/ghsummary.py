@@ -14,7 +14,6 @@ links, images or table cells into the page.
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from collections.abc import Iterable
@@ -23,11 +22,12 @@ from typing import TYPE_CHECKING
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.outcome import Outcome, TaskReport
+from seqrun.outcome import Outcome
 from seqrun.reports.terminal import LETTERS, format_duration, usage_totals
-from seqrun.text import oneline
+from seqrun.text import LazyPattern, oneline
 
 if TYPE_CHECKING:
+    from seqrun.outcome import TaskReport
     from seqrun.main import Session
     from seqrun.nodes import Task
 
@@ -44,7 +44,7 @@ _HEADLINES = {
     4: ("⚠️", "usage error"),
     5: ("⚪", "no tasks collected or selected"),
 }
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+_MD_SPECIAL = LazyPattern(r"([\\`*_\[\]|~#!])")
 
 
 def md(text: str, limit: int | None = None) -> str:

@@ -23,15 +23,18 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqrun.config import UsageError
-from seqrun.outcome import Attempt, Outcome
+from seqrun.outcome import Outcome
 from seqrun.statefile import existing_regular_file, utcnow
+from seqrun.text import LazyPattern
+
+if TYPE_CHECKING:
+    from seqrun.outcome import Attempt
 
 PROGRESS_NAME = "SEQUENTIAL_PROGRESS.md"
 
@@ -43,8 +46,8 @@ def progress_path_for(state_file: Path) -> Path:
 
 # Each preceded by a newline rather than anchored with re.M: a literal the
 # search engine skips to, so a night's file of 5,000 entries scans in a few ms.
-_ITERATION = re.compile(rb"\n## Iteration (\d+)")
-_LOG_LINE = re.compile(rb"\n- \*\*Log\*\*: ([^\r\n]*)")
+_ITERATION = LazyPattern(rb"\n## Iteration (\d+)")
+_LOG_LINE = LazyPattern(rb"\n- \*\*Log\*\*: ([^\r\n]*)")
 _LOG_PREFIX = b"\n- **Log**: "
 #: Up to this many watched logs, each is looked for by itself (a search for
 #: its line); more, and every Log line of the file is read.

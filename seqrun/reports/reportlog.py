@@ -78,9 +78,10 @@ import seqrun
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
 
 SCHEMA_VERSION = "2"
@@ -97,7 +98,12 @@ REPORT_LOG_SCHEMA: dict[str, tuple[str, ...]] = {
                       "backend", "model", "outcome", "kind", "reason", "session_id", "usage",
                       "final_message", "checks", "members", "log_path", "prompt_path"),
     "RateLimitWait": ("nodeid", "seconds", "reset_at", "reason"),
-    "TaskReport": tuple(f.name for f in dataclasses.fields(TaskReport)),
+    # Every field of TaskReport, in order: spelled out so that registering
+    # this plugin does not load the records (tests/test_reportlog.py checks
+    # both this list and what a run writes).
+    "TaskReport": ("nodeid", "task_id", "title", "outcome", "reason", "kind", "when", "duration", "attempts",
+                   "attempt_number", "rate_limit_waits", "rate_limit_wait_seconds", "backend", "model",
+                   "log_path", "usage", "final_message", "longrepr", "sections", "dispatch_id"),
     "SessionFinish": ("exitstatus", "counts", "deselected", "duration", "finished_at"),
 }
 

@@ -48,8 +48,7 @@ from typing import TYPE_CHECKING, Any
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, Unit
-from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
-from seqrun.reports.progress import ProgressLog, RecordedAttempt, progress_path_for, recorded_attempts
+from seqrun.outcome import Kind, Outcome
 from seqrun.runner import done_before_key
 from seqrun.statefile import (
     INTERRUPTED,
@@ -68,6 +67,8 @@ from seqrun.statefile import (
 )
 
 if TYPE_CHECKING:
+    from seqrun.reports.progress import ProgressLog, RecordedAttempt
+    from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
 
 
@@ -146,6 +147,9 @@ class StatePlugin:
     def seqrun_collection_finish(self, session: Session) -> None:
         if self.config.option.collectonly:
             return
+        # Only a run writes progress files: a listing does not import their module.
+        from seqrun.reports.progress import ProgressLog, progress_path_for, recorded_attempts
+
         specs = [s for s in session.specs if any(item.spec is s for item in session.items)]
         self._open_files(specs)
         done_before = self.config.stash.setdefault(done_before_key, set())

@@ -51,10 +51,11 @@ from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskKind, TaskState, Unit
 from seqrun.reports.failures import DEFAULT_STYLE, STYLES, failure_block, failure_line, shown_reports
 from seqrun.text import human_seconds, oneline, printable
-from seqrun.outcome import Attempt, Kind, Outcome, TaskReport
+from seqrun.outcome import Kind, Outcome
 from seqrun.runner import tmux_session_key
 
 if TYPE_CHECKING:
+    from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
 
 #: Escape sequences first (so their parameters go with them), then any other
