@@ -278,8 +278,12 @@ def test_sigterm_during_a_rate_limit_wait_puts_the_record_back(make_spec, projec
          "--rate-limit-margin", "0"],
         cwd=project, env=seqrun_env(env, fakes=True), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True)
+    # The attempt is recorded once its progress entry is written too (the
+    # history line comes first): then seqrun is waiting for the reset.
+    progress = project / SPECS / "SEQUENTIAL_PROGRESS.md"
     assert wait_for(lambda: bool(state_of(project)["tasks"].get("1", {}).get("history"))
-                    if _state_file(project).exists() else False, timeout=20)
+                    if _state_file(project).exists() and progress.exists() and "## Iteration" in progress.read_text()
+                    else False, timeout=20)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, out + err
