@@ -52,7 +52,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None, durable: b
             raise _naming(exc, path) from None
         raise
     if durable:
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
 
 def _naming(exc: OSError, path: Path) -> OSError:
@@ -113,10 +113,12 @@ def _umask() -> int:
     return current
 
 
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself is only durable once the directory entry is on disk.
+def fsync_dir(folder: Path) -> None:
+    """Make ``folder``'s entries durable: a rename, or a new file's name, is
+    only on disk once its folder is. Best effort (a folder that cannot be
+    opened or synced is left as it is)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return
     try:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TypedDict
 
+from seqrun.atomicfile import fsync_dir
+
 #: Attempt records a reader is given per task; older ones are counted in ``history_dropped``.
 HISTORY_LIMIT = 20
 #: What only the newest record of a task keeps: the feedback for the next attempt.
@@ -129,7 +131,7 @@ class Journal:
 
             seqrun_dir(self.path.parent.parent.parent)  # .seqrun/ and its .gitignore
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _fsync_dir(self.path.parent.parent)
+            fsync_dir(self.path.parent.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             end = os.fstat(fd).st_size
@@ -143,7 +145,7 @@ class Journal:
         finally:
             os.close(fd)
         if created:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         positions = []
         offset = end + len(prefix)
         for line in lines:
@@ -254,15 +256,3 @@ def bounded(records: Sequence[Any], dropped: int = 0) -> tuple[list[Any], int]:
     return kept, dropped
 
 
-def _fsync_dir(folder: Path) -> None:
-    # A new file's name is only durable once its folder is on disk.
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
