@@ -10,6 +10,7 @@ every plugin, and most of their patterns serve only a run.
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -64,3 +65,15 @@ def human_seconds(seconds: float) -> str:
     if minutes:
         return f"{minutes}m{secs:02d}s"
     return f"{secs}s"
+
+
+def read_end(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int] | None:
+    """The last ``limit`` bytes of a file and the file's size, or None when
+    it cannot be read: a log's tail without reading a night's log whole."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            return f.read(limit), size
+    except OSError:
+        return None

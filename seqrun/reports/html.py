@@ -47,6 +47,7 @@ from seqrun.nodes import Spec, Task
 from seqrun.outcome import Attempt, TaskReport
 from seqrun.paths import specs_root
 from seqrun.statefile import normalized, read_spec_record, state_path
+from seqrun.text import read_end
 
 if TYPE_CHECKING:
     from seqrun.main import Session
@@ -214,14 +215,10 @@ class RunView:
 def _tail(path: Path | None, limit: int) -> str | None:
     if path is None:
         return None
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            data = f.read(limit)
-    except OSError:
+    end = read_end(path, limit)
+    if end is None:
         return None
+    data, size = end
     text = data.decode("utf-8", "replace")
     return ("…" + text) if size > limit else text
 

@@ -86,6 +86,7 @@ from seqrun.config import Config
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Attempt, Outcome, TaskReport, Usage
+from seqrun.text import read_end
 
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
@@ -119,14 +120,10 @@ def read_tail(path: str | os.PathLike[str], max_lines: int = TAIL_LINES, max_byt
     Read as bytes: a cut through a multi-byte character, or bytes that are not
     UTF-8 at all, become U+FFFD instead of an error.
     """
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read(max_bytes)
-    except OSError:
+    end = read_end(path, max_bytes)
+    if end is None:
         return None
+    data, size = end
     if size > max_bytes and b"\n" in data:
         data = data.split(b"\n", 1)[1]  # drop the partial first line
     text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
