@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import os
 import subprocess
 import sys
@@ -96,6 +97,37 @@ def gone(pid: int) -> bool:
 
     info = read_proc(pid)
     return info is None or (info.zombie and info.ppid != os.getpid())
+
+
+def write_points(prefix: str) -> str:
+    """Code for a crash-injecting conftest: ``_point(name)`` counts the writes
+    the plugin watches (logged to ``$<prefix>_WRITES``) and at the
+    ``$<prefix>_AT``-th ends the process as ``kill -9`` would (``$<prefix>_MODE``
+    ``before``) or fails as a full disk would (``fail``); ``_after()`` ends it
+    just after that write (``after``)."""
+    return textwrap.dedent(f'''
+        _AT = int(os.environ.get("{prefix}_AT", "0"))
+        _MODE = os.environ.get("{prefix}_MODE", "")
+        _LOG = os.environ.get("{prefix}_WRITES")
+        _count = 0
+
+
+        def _point(name):
+            global _count
+            _count += 1
+            if _LOG:
+                with open(_LOG, "a") as f:
+                    f.write(f"{{_count}} {{name}}\\n")
+            if _count == _AT and _MODE == "before":
+                os._exit(137)
+            if _count == _AT and _MODE == "fail":
+                raise OSError(28, "No space left on device (simulated)")
+
+
+        def _after():
+            if _count == _AT and _MODE == "after":
+                os._exit(137)
+    ''')
 
 
 def read_state_file(path: Path) -> dict:

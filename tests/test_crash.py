@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from conftest import read_state_file, seqrun_env
+from conftest import read_state_file, seqrun_env, write_points
 from seqrun import atomicfile
 from seqrun.atomicfile import atomic_write, remove_stale_temps
 from seqrun.statefile import state_problem
@@ -54,32 +54,15 @@ print("<promise>TASK_DONE</promise>")
 #: write fail with an OSError, as a full disk would.
 POWER_CUT = r'''
 import os
-
-_AT = int(os.environ.get("CRASH_AT", "0"))
-_MODE = os.environ.get("CRASH_MODE", "")
-_LOG = os.environ.get("CRASH_WRITES")
+''' + write_points("CRASH") + r'''
 _replace = os.replace
 _pwrite = os.pwrite
-_count = 0
-
-
-def _point(name):
-    global _count
-    _count += 1
-    if _LOG:
-        with open(_LOG, "a") as f:
-            f.write(f"{_count} {name}\n")
-    if _count == _AT and _MODE == "before":
-        os._exit(137)
-    if _count == _AT and _MODE == "fail":
-        raise OSError(28, "No space left on device (simulated)")
 
 
 def _cut(src, dst, *args, **kwargs):
     _point(os.path.basename(dst))
     _replace(src, dst, *args, **kwargs)
-    if _count == _AT and _MODE == "after":
-        os._exit(137)
+    _after()
 
 
 def _cut_in_place(fd, data, offset):
@@ -88,8 +71,7 @@ def _cut_in_place(fd, data, offset):
         return _pwrite(fd, data, offset)
     _point(name)
     written = _pwrite(fd, data, offset)
-    if _count == _AT and _MODE == "after":
-        os._exit(137)
+    _after()
     return written
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import read_state_file, seqrun_env
+from conftest import read_state_file, seqrun_env, write_points
 
 SPECS = Path(".kiro") / "specs"
 STATE = SPECS / "SEQUENTIAL_STATE.json"
@@ -52,27 +52,8 @@ print("<promise>TASK_DONE</promise>" if what == "done" else "I could not finish.
 #: the progress file (one ``os.write`` each) or the state file (a rename).
 KILL_AT_WRITE = r'''
 import os
-
-_AT = int(os.environ.get("KILL_AT", "0"))
-_MODE = os.environ.get("KILL_MODE", "")
-_LOG = os.environ.get("KILL_WRITES")
+''' + write_points("KILL") + r'''
 _write, _replace = os.write, os.replace
-_count = 0
-
-
-def _point(name):
-    global _count
-    _count += 1
-    if _LOG:
-        with open(_LOG, "a") as f:
-            f.write(f"{_count} {name}\n")
-    if _count == _AT and _MODE == "before":
-        os._exit(137)
-
-
-def _after():
-    if _count == _AT and _MODE == "after":
-        os._exit(137)
 
 
 def _name(fd):
