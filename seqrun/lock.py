@@ -34,7 +34,6 @@ they create no folder and no file, and take no lock they keep.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 from pathlib import Path
@@ -154,6 +153,8 @@ def lock_holder(path: Path) -> str | None:
     that tries to take the lock in that instant (microseconds) is refused as
     if another seqrun held it.
     """
+    import fcntl  # only where a lock is taken or asked about: a listing never does
+
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
@@ -191,6 +192,8 @@ class SpecLock:
         self.owner: int | None = None
 
     def acquire(self, what: str) -> None:
+        import fcntl  # only where a lock is taken or asked about: a listing never does
+
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         while True:
             fd = os.open(self.path, flags, 0o600 if self.removable else 0o644)

@@ -15,7 +15,6 @@ goes ahead unlocked rather than stopping the run.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from pathlib import Path
@@ -37,6 +36,8 @@ class FolderLock:
         self.held = False
 
     def __enter__(self) -> FolderLock:
+        import fcntl  # only when a file is written: a listing never locks
+
         try:
             self.fd = os.open(self.folder, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:

@@ -50,26 +50,18 @@ from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Task, Unit
 from seqrun.outcome import Kind, Outcome
 from seqrun.runner import done_before_key
-from seqrun.statefile import (
-    INTERRUPTED,
-    RUNNING,
-    STATE_NAME,
-    AttemptRecord,
-    StateFile,
-    attempts_of,
-    begin_run,
-    last_failed_attempt,
-    session_file,
-    restore,
-    state_path,
-    utc,
-    utcnow,
-)
 
 if TYPE_CHECKING:
     from seqrun.reports.progress import ProgressLog, RecordedAttempt
+    from seqrun.statefile import AttemptRecord, StateFile
     from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
+
+#: The state file's name (:data:`seqrun.statefile.STATE_NAME`), for the help.
+#: Every start builds the help; only a run reads or writes the file, so the
+#: plugin imports :mod:`seqrun.statefile` (with the history journal and the
+#: file lock) in the hooks of a run, on first use.
+STATE_NAME = "SEQUENTIAL_STATE.json"
 
 
 class StatePlugin:
@@ -92,6 +84,8 @@ class StatePlugin:
 
     def _session_of(self, log: str) -> str | None:
         """The session id a killed run's attempt left beside its log, if any."""
+        from seqrun.statefile import session_file
+
         path = Path(log)
         if not path.is_absolute():
             path = self._root() / path
@@ -115,6 +109,8 @@ class StatePlugin:
                   "when an earlier seqrun was killed", file=sys.stderr)
 
     def _state(self, spec: Spec) -> tuple[StateFile, dict[str, Any]]:
+        from seqrun.statefile import state_path
+
         path = state_path(spec)
         return self.files[path], self.files[path].for_spec(spec.name)
 
@@ -149,6 +145,7 @@ class StatePlugin:
             return
         # Only a run writes progress files: a listing does not import their module.
         from seqrun.reports.progress import ProgressLog, progress_path_for, recorded_attempts
+        from seqrun.statefile import begin_run, state_path
 
         specs = [s for s in session.specs if any(item.spec is s for item in session.items)]
         self._open_files(specs)
@@ -186,6 +183,8 @@ class StatePlugin:
         self.started = True
 
     def _open_files(self, specs: list[Spec]) -> None:
+        from seqrun.statefile import StateFile, state_path
+
         by_path: dict[Path, list[Spec]] = {}
         for spec in specs:
             by_path.setdefault(state_path(spec), []).append(spec)
@@ -216,6 +215,10 @@ class StatePlugin:
     def seqrun_report_header(self, session: Session) -> list[str]:
         """``resuming: 4 done, 1 failed, 1 interrupted (3.1, attempt 2)``: what
         earlier runs left of the selected tasks, one line per spec that has any."""
+        if not self.spec_of:
+            return []  # nothing resumed (a listing): the state file is not read
+        from seqrun.statefile import INTERRUPTED, attempts_of
+
         lines = []
         done_before = self.config.stash.get(done_before_key, set())
         for spec in self.spec_of.values():
@@ -241,6 +244,8 @@ class StatePlugin:
 
     @hookimpl
     def seqrun_runtest_setup(self, item: Task, unit: Unit, session: Session) -> None:
+        from seqrun.statefile import attempts_of, last_failed_attempt
+
         spec = item.spec
         if item is unit.task and spec is not None and spec.nodeid in self.spec_of:
             # Attempts are numbered over the task's life: continue the count.
@@ -256,6 +261,7 @@ class StatePlugin:
         """Record the task as running before its agent starts: if seqrun is
         killed now, the next run knows what was in flight, and (by the token
         its processes will inherit) what to end."""
+        from seqrun.statefile import RUNNING, utcnow
         from seqrun.terminal.proctree import TreeRecord, boot_id
 
         spec = item.spec
@@ -277,6 +283,8 @@ class StatePlugin:
         """Keep the running record's ``processes`` current: the agent once it
         runs, and any process that leaves its session (the ones a later run
         could not find by session or token). Rare, and not fsync'd."""
+        from seqrun.statefile import RUNNING
+
         spec = item.spec
         if spec is None or spec.nodeid not in self.spec_of:
             return
@@ -294,6 +302,8 @@ class StatePlugin:
         """Kept beside the attempt's log (``<attempt>.session``): if seqrun is
         killed now, the next run turns the running record into an interrupted
         attempt that can be resumed. A small file, not a save of the state."""
+        from seqrun.statefile import session_file
+
         try:
             session_file(log_path).write_text(session_id + "\n", encoding="utf-8")
         except OSError:
@@ -301,6 +311,8 @@ class StatePlugin:
 
     @hookimpl
     def seqrun_runtest_logattempt(self, item: Task, unit: Unit, attempt: Attempt) -> None:
+        from seqrun.statefile import attempts_of, session_file
+
         spec = item.spec
         if spec is None or spec.nodeid not in self.spec_of:
             return
@@ -330,6 +342,8 @@ class StatePlugin:
             file.save(current=spec.name, durable=False)
 
     def _history_record(self, attempt: Attempt) -> AttemptRecord:
+        from seqrun.statefile import utc
+
         record: AttemptRecord = {
             "attempt": attempt.number,
             "run_id": attempt.run_id,
@@ -356,6 +370,8 @@ class StatePlugin:
 
     @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
+        from seqrun.statefile import attempts_of, utcnow
+
         spec = self.spec_of.get(report.spec_nodeid)
         if spec is None:
             return
@@ -406,6 +422,8 @@ class StatePlugin:
     def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:
         if not self.started:
             return
+        from seqrun.statefile import RUNNING, restore, utcnow
+
         for spec in self.spec_of.values():
             file, state = self._state(spec)
             for (name, task_id), before in list(self.before_running.items()):
