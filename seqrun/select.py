@@ -22,123 +22,34 @@ to its identifiers, before ``collected 0 tasks``.
 from __future__ import annotations
 
 import argparse
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
-from seqrun.config import Config, UsageError, config_warnings_key
+from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
+    from seqrun.expression import Expression
     from seqrun.main import Session
-
-_TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<ident>(?:\w|[:+\-.\[\]\\/~])+))")
-_NUMERIC_ID = re.compile(r"^\d+[a-z]?(?:\.\d+[a-z]?)*$", re.IGNORECASE)
-_LETTERED_ID = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
 
 Matcher = Callable[[str], bool]
 
-
-class ExpressionError(UsageError):
-    pass
-
-
-@dataclass
-class _Token:
-    kind: str  # "(", ")", "and", "or", "not", "ident", "eof"
-    value: str
-    column: int  # 1-based, as pytest reports it
+#: The names of :mod:`seqrun.expression` still importable from here.
+_GRAMMAR = frozenset({"Expression", "ExpressionError", "_Token", "_tokenize", "_TOKEN", "_NUMERIC_ID",
+                      "_LETTERED_ID"})
 
 
-def _tokenize(text: str, option: str = "-k") -> list[_Token]:
-    tokens = []
-    pos = 0
-    while pos < len(text):
-        if text[pos].isspace():
-            pos += 1
-            continue
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise ExpressionError(f"wrong expression passed to {option}: {text!r}: "
-                                  f"at column {pos + 1}: unexpected character {text[pos]!r}")
-        start = m.start("paren") if m.group("paren") else m.start("ident")
-        value = m.group("paren") or m.group("ident")
-        kind = value if value in ("(", ")", "and", "or", "not") else "ident"
-        tokens.append(_Token(kind, value, start + 1))
-        pos = m.end()
-    tokens.append(_Token("eof", "end of input", len(text) + 1))
-    return tokens
+def __getattr__(name: str) -> Any:
+    # The grammar is compiled only for a -k (or -m): a listing without one
+    # never builds its token class nor its regexes.
+    if name in _GRAMMAR:
+        from seqrun import expression
 
-
-class Expression:
-    """A compiled ``-k`` (or ``-m``) expression; ``evaluate(matcher)`` answers for one task."""
-
-    def __init__(self, text: str, option: str = "-k") -> None:
-        self.text = text
-        self.option = option
-        self._tokens = _tokenize(text, option)
-        self._pos = 0
-        if self._tokens[0].kind == "eof":
-            self._code: Callable[[Matcher], bool] = lambda m: True
-            return
-        self._code = self._expr()
-        self._expect("eof")
-
-    def evaluate(self, matcher: Matcher) -> bool:
-        return self._code(matcher)
-
-    def identifiers(self) -> list[str]:
-        """The words and ids of the expression (not its operators)."""
-        return [t.value for t in self._tokens if t.kind == "ident"]
-
-    # recursive descent, one method per grammar rule
-    def _peek(self) -> _Token:
-        return self._tokens[self._pos]
-
-    def _accept(self, kind: str) -> _Token | None:
-        tok = self._peek()
-        if tok.kind == kind:
-            self._pos += 1
-            return tok
-        return None
-
-    def _expect(self, *kinds: str) -> _Token:
-        tok = self._peek()
-        if tok.kind not in kinds:
-            wanted = " OR ".join({"eof": "end of input", "ident": "identifier",
-                                  "(": "left parenthesis", ")": "right parenthesis"}.get(k, k)
-                                 for k in kinds)
-            raise ExpressionError(f"wrong expression passed to {self.option}: {self.text!r}: at column "
-                                  f"{tok.column}: expected {wanted}; got {tok.value}")
-        self._pos += 1
-        return tok
-
-    def _expr(self) -> Callable[[Matcher], bool]:
-        parts = [self._and_expr()]
-        while self._accept("or"):
-            parts.append(self._and_expr())
-        return parts[0] if len(parts) == 1 else (lambda m: any(p(m) for p in parts))
-
-    def _and_expr(self) -> Callable[[Matcher], bool]:
-        parts = [self._not_expr()]
-        while self._accept("and"):
-            parts.append(self._not_expr())
-        return parts[0] if len(parts) == 1 else (lambda m: all(p(m) for p in parts))
-
-    def _not_expr(self) -> Callable[[Matcher], bool]:
-        if self._accept("not"):
-            inner = self._not_expr()
-            return lambda m: not inner(m)
-        if self._accept("("):
-            inner = self._expr()
-            self._expect(")")
-            return inner
-        ident = self._expect("not", "(", "ident").value
-        return lambda m: m(ident)
+        return getattr(expression, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def task_ids(task: Task) -> set[str]:
@@ -149,6 +60,8 @@ def task_ids(task: Task) -> set[str]:
 def task_matcher(task: Task, known_ids: frozenset[str] = frozenset()) -> Matcher:
     """What ``-k`` identifiers match for ``task``; ``known_ids`` are the ids of
     every collected task (a lettered word that is none of them is a word)."""
+    from seqrun.expression import _LETTERED_ID, _NUMERIC_ID
+
     chain = [task, *task.ancestors()]
     written = {i for t in chain for i in task_ids(t)}
     names = [t.title.casefold() for t in chain]
@@ -186,7 +99,12 @@ expression_key = StashKey["Expression | None"]()
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     # Compile early: a bad expression is a usage error before anything runs.
-    config.stash[expression_key] = Expression(config.option.keyword) if config.option.keyword else None
+    if config.option.keyword:
+        from seqrun.expression import Expression
+
+        config.stash[expression_key] = Expression(config.option.keyword)
+    else:
+        config.stash[expression_key] = None
 
 
 @hookimpl
@@ -215,7 +133,9 @@ def seqrun_collection_modifyitems(session: Session, config: Config, items: list[
 def nothing_matches(expr: Expression, session: Session) -> str:
     """``no task matches -k '1.2'; ids nearby: 1.1, 1.3, 2.2``."""
     import difflib
+    import re
 
+    from seqrun.expression import _NUMERIC_ID
     from seqrun.main import nearby_ids
 
     tasks = [t for spec in session.specs for t in spec.iter_tasks()]
