@@ -32,12 +32,8 @@ from; ``--markers`` lists the marks in use per spec, with counts, and exits.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-from collections import Counter
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
@@ -45,12 +41,13 @@ from seqrun.config import Config, UsageError
 from seqrun.guardrails import parse_duration
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.runner import AttemptSettings
-from seqrun.select import Expression
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
+    from seqrun.declared import Marks
+    from seqrun.expression import Expression
     from seqrun.main import Session
+    from seqrun.runner import AttemptSettings
 
 
 # -- the settings ----------------------------------------------------------------------------
@@ -90,91 +87,18 @@ SETTINGS: dict[str, Callable[[str, Config], object]] = {
 }
 
 
-@dataclass(frozen=True)
-class Declared:
-    """One setting as a task's line declares it."""
-
-    name: str
-    """``timeout``, ``backend``, ``model`` or ``reruns``."""
-    value: object
-    """Parsed: seconds, a backend name, a model name, a count."""
-    written: str
-    owner: Task
-    """The task whose line declares it: the task or its nearest parent with one."""
-
-    def source(self, task: Task) -> str:
-        return "own line" if self.owner is task else f"from {self.owner.id}"
+#: The names of :mod:`seqrun.declared` still importable from here.
+_DECLARED = frozenset({"Declared", "Marks", "declared", "marks_of", "field_line", "markers_listing"})
 
 
-@dataclass(frozen=True)
-class Marks:
-    """A task's marks: its tags, ``optional`` and its settings."""
+def __getattr__(name: str) -> Any:
+    # A task's marks are read only when asked (-m, --markers, a file that
+    # names a setting): a plain listing never builds their classes.
+    if name in _DECLARED:
+        from seqrun import declared
 
-    tags: frozenset[str]
-    settings: tuple[Declared, ...]
-
-    def get(self, name: str) -> object | None:
-        return next((d.value for d in self.settings if d.name == name), None)
-
-    def names(self) -> frozenset[str]:
-        return self.tags | {d.name for d in self.settings}
-
-
-def _written_value(value: str) -> str:
-    text = value.strip()
-    if len(text) >= 2 and text.startswith("`") and text.endswith("`"):
-        text = text.strip("`").strip()
-    return text
-
-
-def field_line(task: Task, key: str) -> int:
-    """The 1-based line of ``task``'s ``key`` detail line (its own line if not found)."""
-    if task.spec is None:
-        return task.line
-    try:
-        lines = task.spec.tasks_file.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return task.line
-    wanted = re.compile(rf"(?:_|\*\*)\s*{re.escape(key)}\s*(?:\*\*)?\s*:", re.IGNORECASE)
-    for number in range(task.line, len(lines)):
-        if wanted.search(lines[number]):
-            return number + 1
-    return task.line
-
-
-def _shown_path(path: Path, config: Config) -> str:
-    """The path as the user would type it from where seqrun runs."""
-    try:
-        return os.path.relpath(path, config.invocation_dir)
-    except ValueError:  # another drive
-        return str(path)
-
-
-def declared(task: Task, config: Config) -> tuple[Declared, ...]:
-    """The settings of ``task``: each from the task or its nearest parent that has it."""
-    found: dict[str, Declared] = {}
-    for node in (task, *task.ancestors()):
-        if not node.may_have_field(SETTINGS):
-            continue  # no line names a setting: its metadata need not be read
-        for key, raw in node.fields.items():
-            name = key.strip().casefold()
-            if name not in SETTINGS or name in found:
-                continue
-            written = _written_value(raw)
-            try:
-                value = SETTINGS[name](written, config)
-            except ValueError as exc:
-                where = _shown_path(node.spec.tasks_file if node.spec is not None else Path("tasks.md"), config)
-                raise UsageError(f"{where}:{field_line(node, key)}: task {node.id}: {key}: {exc}") from None
-            found[name] = Declared(name, value, written, node)
-    return tuple(found[name] for name in SETTINGS if name in found)
-
-
-def marks_of(task: Task, config: Config) -> Marks:
-    tags = {t for node in (task, *task.ancestors()) for t in node.tags}
-    if task.optional:
-        tags.add("optional")
-    return Marks(frozenset(tags), declared(task, config))
+        return getattr(declared, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- the plugin -----------------------------------------------------------------------------
@@ -188,11 +112,17 @@ class MarksPlugin:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.marks: dict[Task, Marks] = {}
-        self.expression = Expression(config.option.markexpr, option="-m") if config.option.markexpr else None
+        self.expression: Expression | None = None
+        if config.option.markexpr:  # the grammar is loaded for an expression only
+            from seqrun import expression
+
+            self.expression = expression.Expression(config.option.markexpr, option="-m")
 
     def of(self, task: Task) -> Marks:
         marks = self.marks.get(task)
         if marks is None:
+            from seqrun.declared import marks_of
+
             marks = self.marks[task] = marks_of(task, self.config)
         return marks
 
@@ -206,6 +136,8 @@ class MarksPlugin:
                 if item.spec is None or may_declare.get(item.spec, True):
                     self.of(item)
             return
+        from seqrun.declared import _matcher
+
         for item in items:
             self.of(item)
         expr = self.expression
@@ -229,6 +161,8 @@ class MarksPlugin:
     def seqrun_report_collectionfinish(self, session: Session) -> bool | None:
         if not self.config.option.markers:
             return None
+        from seqrun.declared import markers_listing
+
         for line in markers_listing(session, self.of):
             print(line)
         return True
@@ -238,6 +172,8 @@ class MarksPlugin:
         marks = self.of(item)
         if not marks.settings:
             return None
+        from seqrun.runner import AttemptSettings
+
         opt = session.config.option
         timeout, model, reruns = marks.get("timeout"), marks.get("model"), marks.get("reruns")
         return AttemptSettings(
@@ -257,35 +193,6 @@ class MarksPlugin:
 
         for name in sorted({str(b) for t in session.items if (b := self.of(t).get("backend")) is not None}):
             check_backend(session.config, name)
-
-
-def _matcher(marks: Marks) -> Callable[[str], bool]:
-    names = {name.casefold() for name in marks.names()}
-    return lambda ident: ident.casefold() in names
-
-
-def markers_listing(session: Session, marks_of_task: Callable[[Task], Marks]) -> Iterable[str]:
-    """``--markers``: per spec, each mark of its selected tasks and how many carry it."""
-    for spec in session.specs:
-        items = [t for t in session.items if t.spec is spec]
-        if not items:
-            continue
-        counts: Counter[str] = Counter()
-        values: dict[str, Counter[str]] = {}
-        for task in items:
-            marks = marks_of_task(task)
-            counts.update(marks.tags)
-            for d in marks.settings:
-                counts[d.name] += 1
-                values.setdefault(d.name, Counter())[d.written] += 1
-        yield f"<Spec {spec.name} ({spec.nodeid})>: {len(items)} tasks"
-        if not counts:
-            yield "  no marks"
-        for name in sorted(counts):
-            shown = ""
-            if name in values:
-                shown = " (" + ", ".join(f"{v}: {n}" for v, n in sorted(values[name].items())) + ")"
-            yield f"  {name}: {counts[name]} task{'s' if counts[name] != 1 else ''}{shown}"
 
 
 markers_key = StashKey[MarksPlugin]()
