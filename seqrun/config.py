@@ -30,7 +30,6 @@ import importlib.util
 import math
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any, Sequence
@@ -199,33 +198,50 @@ def find_config_file(start: Path) -> tuple[Path | None, dict[str, Any]]:
     return None, {}
 
 
-@dataclass
 class Config:
-    """The configuration of one seqrun invocation, shared by every plugin."""
+    """The configuration of one seqrun invocation, shared by every plugin.
 
-    pluginmanager: pluggy.PluginManager
-    invocation_dir: Path
-    option: argparse.Namespace = field(default_factory=argparse.Namespace)
-    args: list[str] = field(default_factory=list)
-    argv: list[str] = field(default_factory=list)
-    """The command line as given (without the program name)."""
-    inipath: Path | None = None
-    inicfg: dict[str, Any] = field(default_factory=dict)
-    stash: Stash = field(default_factory=Stash)
-    """Per-run storage for plugins, under typed :class:`~seqrun.stash.StashKey` keys."""
+    Made as a dataclass would make it (the same arguments, in the same order,
+    the same ``repr`` and ``==``), written out: a dataclass is built by
+    compiling its methods, a cost every start of seqrun would pay.
+    """
 
-    configured: bool = False
-    rootpath: Path | None = None
-    """The project root: the folder holding the ``.kiro/specs`` found upwards
-    from where seqrun was started (or from the first PATH), else where seqrun
-    was started. Node ids and the paths the state file records are relative
-    to it, and the agent runs in it (``--workdir`` unset)."""
-    specs_root: Path | None = None
-    """``<rootpath>/.kiro/specs`` when found: what runs when no PATH is given."""
+    _FIELDS = ("pluginmanager", "invocation_dir", "option", "args", "argv", "inipath", "inicfg", "stash",
+               "configured", "rootpath", "specs_root")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
 
-    def __post_init__(self) -> None:
-        if self.rootpath is None:
-            self.rootpath = self.invocation_dir
+    def __init__(self, pluginmanager: pluggy.PluginManager, invocation_dir: Path,
+                 option: argparse.Namespace | None = None, args: list[str] | None = None,
+                 argv: list[str] | None = None, inipath: Path | None = None,
+                 inicfg: dict[str, Any] | None = None, stash: Stash | None = None,
+                 configured: bool = False, rootpath: Path | None = None,
+                 specs_root: Path | None = None) -> None:
+        self.pluginmanager = pluginmanager
+        self.invocation_dir = invocation_dir
+        self.option = argparse.Namespace() if option is None else option
+        self.args: list[str] = [] if args is None else args
+        self.argv: list[str] = [] if argv is None else argv
+        """The command line as given (without the program name)."""
+        self.inipath = inipath
+        self.inicfg: dict[str, Any] = {} if inicfg is None else inicfg
+        self.stash = Stash() if stash is None else stash
+        """Per-run storage for plugins, under typed :class:`~seqrun.stash.StashKey` keys."""
+        self.configured = configured
+        self.rootpath: Path | None = invocation_dir if rootpath is None else rootpath
+        """The project root: the folder holding the ``.kiro/specs`` found upwards
+        from where seqrun was started (or from the first PATH), else where seqrun
+        was started. Node ids and the paths the state file records are relative
+        to it, and the agent runs in it (``--workdir`` unset)."""
+        self.specs_root = specs_root
+        """``<rootpath>/.kiro/specs`` when found: what runs when no PATH is given."""
+
+    def __repr__(self) -> str:
+        return f"Config({', '.join(f'{name}={getattr(self, name)!r}' for name in self._FIELDS)})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self._FIELDS)
 
     @property
     def hook(self) -> Any:
@@ -426,13 +442,15 @@ def _early_parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
 class _GroupPlace:
     """Where a group's options appear in the help (set by the first call that says)."""
 
-    created: int
-    order: int | None = None
-    common: bool | None = None
+    __slots__ = ("created", "order", "common")
+
+    def __init__(self, created: int, order: int | None = None, common: bool | None = None) -> None:
+        self.created = created
+        self.order = order
+        self.common = common
 
 
 #: The place of a group no call gave an order: after the ordered ones.
