@@ -324,7 +324,11 @@ def main(argv: Sequence[str] | None = None, *, ends_process: bool = False) -> in
     args = list(sys.argv[1:] if argv is None else argv)
     config: Config | None = None
     try:
-        config = parse_config(args)
+        try:
+            config = parse_config(args)
+        finally:
+            if ends_process:
+                end_startup()
         try:
             code = config.hook.seqrun_cmdline_main(config=config)
         finally:
@@ -347,6 +351,18 @@ def main(argv: Sequence[str] | None = None, *, ends_process: bool = False) -> in
     except Exception as exc:  # noqa: BLE001
         report_internal_error(config, exc)
         return ExitCode.INTERNAL_ERROR
+
+
+def end_startup() -> None:
+    """Restart the collector :func:`seqrun.cli.console_main` paused for
+    start-up, with what start-up made frozen: the modules, plugins, parser
+    and config live until the process ends, so the collector need not walk
+    them in each collection of the run (a cycle start-up left as garbage
+    stays: a few objects, once)."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
 
 
 def console_main() -> int:
