@@ -30,15 +30,20 @@ PROBE = (
 #: What ``--co -q`` must not import: the third-party libraries of the
 #: terminal view and the HTML report, the pty, every backend implementation,
 #: the report writers, the verifier, and the records of a run (verdicts,
-#: attempts, task reports: six frozen dataclasses a listing never builds).
+#: attempts, task reports: six frozen dataclasses a listing never builds),
+#: nor what only a run, a lock, a ``-k``/``-m`` or a task's marks need (the
+#: state file and its journal, ``fcntl``, the cache's files, the expression
+#: grammar, the declared settings).
 HEAVY = (
-    "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree",
+    "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree", "fcntl",
     "seqrun.backends.base", "seqrun.backends.claude", "seqrun.backends.codex",
     "seqrun.backends.gemini", "seqrun.backends.opencode", "seqrun.backends.kiro",
     "seqrun.backends.codeagent_wrapper", "seqrun.backends.command", "seqrun.backends.demo",
     "seqrun.reports.html", "seqrun.reports.junitxml", "seqrun.reports.status",
     "seqrun.reports.matrix", "seqrun.verify", "seqrun.terminal.ptyexec", "seqrun.terminal.tmux",
     "seqrun.records", "seqrun.reports.progress",
+    "seqrun.statefile", "seqrun.history", "seqrun.reports.cachefiles", "seqrun.expression",
+    "seqrun.declared",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"
@@ -105,3 +110,23 @@ def test_a_run_loads_only_the_backend_it_uses(make_spec, project):
               and m.split(".")[2] in ("codex", "gemini", "opencode", "kiro", "codeagent_wrapper", "command")]
     assert others == []
     assert "seqrun.reports.html" not in modules and "jinja2" not in modules
+
+
+def test_what_loads_on_first_use_is_still_importable_where_it_was():
+    # Moved out of the plugin modules so a listing does not load them; the
+    # names stay importable from the plugins, as before.
+    from seqrun import declared, expression, marks, select, statefile
+    from seqrun.reports import cache, cachefiles, state
+
+    assert select.Expression is expression.Expression and select.ExpressionError is expression.ExpressionError
+    assert marks.Marks is declared.Marks and marks.Declared is declared.Declared
+    assert marks.marks_of is declared.marks_of
+    assert cache.Cache is cachefiles.Cache and cache.LASTFAILED == "lastfailed.json"
+    assert state.STATE_NAME == statefile.STATE_NAME  # the help names the file the plugin writes
+
+
+def test_marks_and_expressions_load_when_used(make_spec, project):
+    make_spec("- [ ] 1. One\n  - _Timeout: 5m_\n- [ ] 2. Two [P]\n")
+    result, modules = imported(project, "--co", "-q", "-k", "1", "-m", "P or timeout")
+    assert result.returncode == 0, result.stderr
+    assert {"seqrun.expression", "seqrun.declared"} <= modules
