@@ -442,6 +442,25 @@ def _early_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: The long options of :func:`_early_parser`: what argparse may take an
+#: abbreviation (or ``--`` and ``--=x``) for.
+_EARLY_LONG = ("--spec", "--noconftest")
+
+
+def early_parse(argv: Sequence[str]) -> argparse.Namespace:
+    """``-p`` and ``--noconftest``, before any plugin is loaded.
+
+    Most command lines hold neither, nor anything argparse could read as
+    one of the early options: their answer is known without building the
+    early parser (a parser, every start). Any other line goes through it,
+    with its errors."""
+    for arg in argv:
+        if arg.startswith("-p") or (arg.startswith("--") and any(
+                option.startswith(arg.split("=", 1)[0]) for option in _EARLY_LONG)):
+            return _early_parser().parse_known_args(list(argv))[0]
+    return argparse.Namespace(plugins=[], noconftest=False)
+
+
 class _GroupPlace:
     """Where a group's options appear in the help (set by the first call that says)."""
 
@@ -658,7 +677,7 @@ def parse_config(argv: Sequence[str], invocation_dir: Path | None = None) -> Con
     """Build the plugin manager and parse ``argv`` into a :class:`Config`."""
     invocation_dir = invocation_dir or Path.cwd()
     pm = new_pluginmanager()
-    early, _ = _early_parser().parse_known_args(list(argv))
+    early = early_parse(argv)
     blocked = [p[3:] for p in early.plugins if p.startswith("no:")]
     for name in blocked:
         if name in ESSENTIAL_PLUGINS:

@@ -309,3 +309,26 @@ def test_entry_point_plugins_are_loaded_unless_disabled(make_spec, run_seqrun, p
     assert ids(run_seqrun("--co", "-q", "-p", "no:reverse", env=env).stdout)[0] == "1.1"
     env["SEQRUN_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     assert ids(run_seqrun("--co", "-q", env=env).stdout)[0] == "1.1"
+
+
+def test_early_parse_without_the_early_parser_answers_as_it_would():
+    # Most command lines skip building the early parser (-p, --noconftest):
+    # any line it could read differently, or refuse, still goes through it.
+    import itertools
+
+    from seqrun.config import UsageError, _early_parser, early_parse
+
+    words = ["--co", "-q", "-p", "x", "-pno:marks", "-p=y", "-qp", "--spec", "--sp=a", "--s", "--noc",
+             "--n", "--", "--=x", "-", "--no-tmux", "--p", "--specx", "path"]
+
+    def answer(parse):  # type: ignore[no-untyped-def]
+        try:
+            ns = parse()
+        except UsageError as exc:
+            return str(exc)
+        return ns.plugins, ns.noconftest
+
+    for n in (1, 2):
+        for argv in itertools.product(words, repeat=n):
+            assert answer(lambda: early_parse(argv)) == answer(
+                lambda: _early_parser().parse_known_args(list(argv))[0]), argv
