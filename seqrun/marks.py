@@ -28,6 +28,11 @@ parentheses). A task's marks are its tags and its parents' (``[P]`` is ``P``,
 (``timeout``, ``backend``, ``model``, ``reruns``); they match whole and
 case-insensitively. ``--co`` notes each task's settings and where each comes
 from; ``--markers`` lists the marks in use per spec, with counts, and exits.
+
+This module is the plugin (options, hooks, :data:`SETTINGS`); a task's marks
+are read by :mod:`seqrun.declared`, and ``-m`` compiled by
+:mod:`seqrun.expression`, on first use: a listing of tasks that declare
+nothing, without ``-m``, loads neither.
 """
 from __future__ import annotations
 

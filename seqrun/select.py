@@ -18,6 +18,8 @@ parents' titles, the spec name, the task's ids and its keywords (``optional``,
 
 A ``-k`` that selects nothing says so, naming the ids (or title words) nearest
 to its identifiers, before ``collected 0 tasks``.
+
+The grammar is :mod:`seqrun.expression`, loaded only when there is a ``-k``.
 """
 from __future__ import annotations
 

@@ -45,6 +45,10 @@ Selection happens in ``seqrun_collection_modifyitems`` with ``trylast``, so
 it applies to what node ids and ``-k`` (:mod:`seqrun.select`) kept, in this
 order: ``--lf``, ``--ff``, then ``--sw``. Removed tasks are reported through
 ``seqrun_deselected``.
+
+The files are read and written by :mod:`seqrun.reports.cachefiles`, loaded
+when one of those options asks, or a task's report comes: a listing without
+them reads no cache file.
 """
 from __future__ import annotations
 
