@@ -45,12 +45,12 @@ from seqrun.config import Config, UsageError
 from seqrun.guardrails import parse_duration
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task
-from seqrun.runner import AttemptSettings
 from seqrun.select import Expression
 from seqrun.stash import StashKey
 
 if TYPE_CHECKING:
     from seqrun.main import Session
+    from seqrun.runner import AttemptSettings
 
 
 # -- the settings ----------------------------------------------------------------------------
@@ -238,6 +238,8 @@ class MarksPlugin:
         marks = self.of(item)
         if not marks.settings:
             return None
+        from seqrun.runner import AttemptSettings  # with the run's machinery: not for --co
+
         opt = session.config.option
         timeout, model, reruns = marks.get("timeout"), marks.get("model"), marks.get("reruns")
         return AttemptSettings(

@@ -29,8 +29,10 @@ PROBE = (
 
 #: What ``--co -q`` must not import: the third-party libraries of the
 #: terminal view and the HTML report, the pty, every backend implementation,
-#: the report writers, the verifier, and the records of a run (verdicts,
-#: attempts, task reports: six frozen dataclasses a listing never builds).
+#: the report writers, the verifier, the records of a run (verdicts,
+#: attempts, task reports: six frozen dataclasses a listing never builds), and
+#: the run-time halves of the plugins: the per-task protocol's machinery, the
+#: live area, the FAILURES section, the checkbox writer, the rate-limit wait.
 HEAVY = (
     "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree",
     "seqrun.backends.base", "seqrun.backends.claude", "seqrun.backends.codex",
@@ -39,6 +41,7 @@ HEAVY = (
     "seqrun.reports.html", "seqrun.reports.junitxml", "seqrun.reports.status",
     "seqrun.reports.matrix", "seqrun.verify", "seqrun.terminal.ptyexec", "seqrun.terminal.tmux",
     "seqrun.records", "seqrun.reports.progress",
+    "seqrun.protocol", "seqrun.reports.live", "seqrun.reports.failures", "seqrun.checkbox", "seqrun.ratewait",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"
