@@ -32,7 +32,10 @@ PROBE = (
 #: the report writers, the verifier, the records of a run (verdicts,
 #: attempts, task reports: six frozen dataclasses a listing never builds), and
 #: the run-time halves of the plugins: the per-task protocol's machinery, the
-#: live area, the FAILURES section, the checkbox writer, the rate-limit wait.
+#: live area, the FAILURES section, the checkbox writer, the rate-limit wait,
+#: the prompt's fields, and what an option registers (the assigner, the
+#: detacher, the committer, the guardrails' watcher, the notifier, the report
+#: log's and the job summary's writers).
 HEAVY = (
     "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree",
     "seqrun.backends.base", "seqrun.backends.claude", "seqrun.backends.codex",
@@ -42,6 +45,8 @@ HEAVY = (
     "seqrun.reports.matrix", "seqrun.verify", "seqrun.terminal.ptyexec", "seqrun.terminal.tmux",
     "seqrun.records", "seqrun.reports.progress",
     "seqrun.protocol", "seqrun.reports.live", "seqrun.reports.failures", "seqrun.checkbox", "seqrun.ratewait",
+    "seqrun.promptfields", "seqrun.assigner", "seqrun.detacher", "seqrun.gitcommitter", "seqrun.guardrailswatch",
+    "seqrun.notifier", "seqrun.reports.reportlogwriter", "seqrun.reports.ghsummarywriter",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"
