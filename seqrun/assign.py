@@ -46,7 +46,7 @@ Task {task_id}: {title}
 """
 
 
-assignments_key = StashKey[dict]()
+assignments_key: StashKey[dict] = StashKey()
 """The assignments of a run without the state plugin (``-p no:state``)."""
 
 

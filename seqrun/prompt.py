@@ -95,7 +95,7 @@ def seqrun_addoption(parser: argparse.ArgumentParser, pluginmanager: pluggy.Plug
                        "{tasks_md}, {done_marker}, {halt_marker}… are filled in")
 
 
-template_key = StashKey[str]()
+template_key: StashKey[str] = StashKey()
 
 
 @hookimpl

@@ -27,12 +27,12 @@ if TYPE_CHECKING:
     from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
     from seqrun.protocol import CallInfo
-    from seqrun.ratewait import Waits  # noqa: F401 - the stash key's value
+    from seqrun.ratewait import Waits
 
 
-#: A forward reference: :class:`~seqrun.ratewait.Waits` loads with the first rate limit.
-waits_key = StashKey["Waits"]()
-_active_key = StashKey[bool]()
+# Annotated, not subscripted: Waits (seqrun.ratewait) loads with the first rate limit.
+waits_key: StashKey[Waits] = StashKey()
+_active_key: StashKey[bool] = StashKey()
 
 
 @hookimpl

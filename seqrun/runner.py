@@ -53,7 +53,7 @@ from seqrun.stash import StashKey
 if TYPE_CHECKING:
     from seqrun.outcome import Attempt, TaskReport, Verdict
     from seqrun.main import Session
-    from seqrun.protocol import AttemptSettings, CallInfo, RunState  # noqa: F401
+    from seqrun.protocol import AttemptSettings, CallInfo, RunState
 
 DEFAULT_TIMEOUT = 7200.0
 
@@ -74,10 +74,12 @@ class AttemptInterrupted(KeyboardInterrupt):
     """An agent run was cancelled by Ctrl-C or a signal; its attempt is recorded."""
 
 
-#: A forward reference: :class:`~seqrun.protocol.RunState` loads with the first run.
-runstate_key = StashKey["RunState"]()
-tmux_session_key = StashKey[str]()
-done_before_key = StashKey[set[str]]()
+# Keys are annotated, not subscripted (``StashKey[T]()``): the same key at
+# run time, without building a typing alias at every start. RunState itself
+# (seqrun.protocol) loads with the first run.
+runstate_key: StashKey[RunState] = StashKey()
+tmux_session_key: StashKey[str] = StashKey()
+done_before_key: StashKey[set[str]] = StashKey()
 """Node ids of tasks an earlier run completed (the state plugin fills it from
 the state file; setup skips them)."""
 
