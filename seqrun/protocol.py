@@ -87,8 +87,6 @@ class RunState:
     by_written_id: dict[Spec, dict[str, Task]] = field(default_factory=dict)
 
 
-
-
 @dataclass(frozen=True)
 class AttemptSettings:
     """What one task's attempts run with (``seqrun_attempt_settings``)."""
@@ -98,7 +96,6 @@ class AttemptSettings:
     model: str | None
     reruns: int
     """How many times a failed attempt is run again."""
-
 
 
 # -- the loop ------------------------------------------------------------------------------
@@ -202,7 +199,6 @@ def _report_not_run(session: Session, unit: Unit, why: str) -> None:
     for member in unit.members:
         report = session.config.hook.seqrun_runtest_makereport(item=member, unit=unit, call=not_run, report=None)
         _log(session, member, report)
-
 
 
 # -- makereport ----------------------------------------------------------------------------------
