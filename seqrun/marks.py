@@ -177,7 +177,7 @@ class MarksPlugin:
         marks = self.of(item)
         if not marks.settings:
             return None
-        from seqrun.runner import AttemptSettings
+        from seqrun.runner import AttemptSettings  # with the run's machinery: not for --co
 
         opt = session.config.option
         timeout, model, reruns = marks.get("timeout"), marks.get("model"), marks.get("reruns")

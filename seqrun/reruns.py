@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from seqrun.outcome import Attempt
     from seqrun.main import Session
 
-reruns_used_key = StashKey[int]()
-_active_key = StashKey[bool]()
+reruns_used_key: StashKey[int] = StashKey()
+_active_key: StashKey[bool] = StashKey()
 
 #: Failures a rerun cannot fix.
 NOT_RERUN = frozenset({Kind.QUOTA, Kind.SESSION_GONE})

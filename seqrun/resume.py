@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from seqrun.main import Session
 
 MODES = ("auto", "never", "always")
-gone_key = StashKey[bool]()
+gone_key: StashKey[bool] = StashKey()
 """This unit's session was gone: its attempts start fresh from now on."""
-_active_key = StashKey[bool]()
+_active_key: StashKey[bool] = StashKey()
 
 
 @hookimpl

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generator
 
 from seqrun.config import Config, seconds, whole_number
@@ -27,13 +26,18 @@ if TYPE_CHECKING:
     from seqrun.main import Session
 
 
-@dataclass
 class Throttle:
-    delay: float
-    max_iterations: int
-    dispatches: int = 0
-    last_end: float | None = None
-    """When the last agent run ended (monotonic clock)."""
+    """The pacing plugin (``throttle-pacing``), registered by every session.
+
+    A plain class, not a dataclass: ``seqrun --co`` registers one too, and
+    building a dataclass at import costs more than a listing should."""
+
+    def __init__(self, delay: float, max_iterations: int) -> None:
+        self.delay = delay
+        self.max_iterations = max_iterations
+        self.dispatches = 0
+        self.last_end: float | None = None
+        """When the last agent run ended (monotonic clock)."""
 
     @hookimpl(wrapper=True)
     def seqrun_runtest_call(self, item: Task, unit: Unit, session: Session) -> Generator[None, Attempt, Attempt]:

@@ -29,11 +29,15 @@ PROBE = (
 
 #: What ``--co -q`` must not import: the third-party libraries of the
 #: terminal view and the HTML report, the pty, every backend implementation,
-#: the report writers, the verifier, and the records of a run (verdicts,
-#: attempts, task reports: six frozen dataclasses a listing never builds),
-#: nor what only a run, a lock, a ``-k``/``-m`` or a task's marks need (the
-#: state file and its journal, ``fcntl``, the cache's files, the expression
-#: grammar, the declared settings).
+#: the report writers, the verifier, the records of a run (verdicts,
+#: attempts, task reports: six frozen dataclasses a listing never builds), and
+#: the run-time halves of the plugins: the per-task protocol's machinery, the
+#: live area, the FAILURES section, the checkbox writer, the rate-limit wait,
+#: the prompt's fields, and what an option registers (the assigner, the
+#: detacher, the committer, the guardrails' watcher, the notifier, the report
+#: log's and the job summary's writers); nor what only a run, a lock, a
+#: ``-k``/``-m`` or a task's marks need (the state file and its journal,
+#: ``fcntl``, the cache's files, the expression grammar, the declared settings).
 HEAVY = (
     "rich", "jinja2", "ptyprocess", "pty", "termios", "subprocess", "xml.etree.ElementTree", "fcntl",
     "seqrun.backends.base", "seqrun.backends.claude", "seqrun.backends.codex",
@@ -44,6 +48,9 @@ HEAVY = (
     "seqrun.records", "seqrun.reports.progress",
     "seqrun.statefile", "seqrun.history", "seqrun.reports.cachefiles", "seqrun.expression",
     "seqrun.declared",
+    "seqrun.protocol", "seqrun.reports.live", "seqrun.reports.failures", "seqrun.checkbox", "seqrun.ratewait",
+    "seqrun.promptfields", "seqrun.assigner", "seqrun.detacher", "seqrun.gitcommitter", "seqrun.guardrailswatch",
+    "seqrun.notifier", "seqrun.reports.reportlogwriter", "seqrun.reports.ghsummarywriter",
 )
 
 SPEC = "- [ ] 1. One\n- [ ] 2. Two\n  - [ ] 2.1 Sub\n"

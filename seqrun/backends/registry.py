@@ -71,8 +71,8 @@ class BackendRegistry:
         return self._instances[name]
 
 
-registry_key = StashKey[BackendRegistry]()
-checked_key = StashKey[set[str]]()
+registry_key: StashKey[BackendRegistry] = StashKey()
+checked_key: StashKey[set[str]] = StashKey()
 """Backends whose executable was found on PATH in this run."""
 
 

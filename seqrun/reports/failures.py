@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqrun.outcome import Outcome, tail
+# The ``--tb`` values are defined with the option, which every start-up builds.
+from seqrun.reports.terminal import DEFAULT_STYLE, STYLES  # noqa: F401
 from seqrun.text import oneline, printable
 
 if TYPE_CHECKING:
     from seqrun.outcome import TaskReport
 
-#: ``--tb`` values, most to least.
-STYLES = ("long", "short", "line", "no")
-DEFAULT_STYLE = "short"
 #: Outcomes that get a block: the task was judged and not done.
 SHOWN = frozenset({Outcome.FAILED, Outcome.ERROR, Outcome.HALTED})
 #: Lines of each text ``--tb short`` keeps (the end: where an agent says why).

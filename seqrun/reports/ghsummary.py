@@ -10,142 +10,44 @@ or for ``--collect-only``. ``-p no:ghsummary`` turns it off.
 Titles, reasons and paths come from tasks files and agents: control
 characters are removed and Markdown/HTML is escaped, so a task cannot inject
 links, images or table cells into the page.
+
+This module is the plugin's light part (the variable, the limits,
+registration); the writer is :mod:`seqrun.reports.ghsummarywriter`, imported
+when a run registers it: ``seqrun --co`` never loads it.
 """
 from __future__ import annotations
 
 import os
-import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
-from seqrun.outcome import Outcome
-from seqrun.reports.terminal import LETTERS, format_duration, usage_totals
-from seqrun.text import LazyPattern, oneline
-
-if TYPE_CHECKING:
-    from seqrun.outcome import TaskReport
-    from seqrun.main import Session
-    from seqrun.nodes import Task
 
 ENV = "GITHUB_STEP_SUMMARY"
 #: Rows of the failed/halted table; the rest are counted, not listed.
 MAX_ROWS = 100
 MAX_REASON = 300
 
-_HEADLINES = {
-    0: ("✅", "all selected tasks done"),
-    1: ("❌", "tasks failed"),
-    2: ("⏹️", "halted"),
-    3: ("💥", "internal error"),
-    4: ("⚠️", "usage error"),
-    5: ("⚪", "no tasks collected or selected"),
-}
-_MD_SPECIAL = LazyPattern(r"([\\`*_\[\]|~#!])")
-
-
-def md(text: str, limit: int | None = None) -> str:
-    """``text`` as inert Markdown for one table cell."""
-    text = " ".join(oneline(text).split())
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    import html
-
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
-
 
 @hookimpl
 def seqrun_configure(config: Config) -> None:
     path = os.environ.get(ENV)
     if path and not config.option.collectonly:
+        from seqrun.reports.ghsummarywriter import GithubSummary
+
         config.pluginmanager.register(GithubSummary(config, Path(path)), "ghsummary-writer")
 
 
-class GithubSummary:
-    """Collects the reports of the run and appends the summary at the end."""
-
-    def __init__(self, config: Config, path: Path) -> None:
-        self.config = config
-        self.path = path
-        self.reports: list[TaskReport] = []
-        self.deselected = 0
-        self.started = time.monotonic()
-
-    @hookimpl
-    def seqrun_deselected(self, items: list[Task]) -> None:
-        self.deselected += len(items)
-
-    @hookimpl
-    def seqrun_runtest_logreport(self, report: TaskReport) -> None:
-        self.reports.append(report)
-
-    @hookimpl(trylast=True)
-    def seqrun_sessionfinish(self, session: Session, exitstatus: int) -> None:
-        status = max(int(exitstatus), int(session.exitstatus))
-        text = render_summary(
-            self.reports, status, specs=[spec.name for spec in session.specs],
-            deselected=self.deselected, elapsed=time.monotonic() - self.started,
-            halted=session.halted, stopped=session.shouldstop,
-        )
-        try:
-            append(self.path, text)
-        except OSError as exc:
-            print(f"WARNING cannot write the GitHub step summary {self.path}: {exc.strerror or exc}",
-                  file=sys.stderr)
+#: The writer's names, importable from here as before (see the module docstring).
+_GHSUMMARYWRITER = frozenset({"md", "GithubSummary", "append", "render_summary"})
 
 
-def append(path: Path, text: str) -> None:
-    """Append ``text`` with one ``write`` on an ``O_APPEND`` descriptor."""
-    data = text.encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
+def __getattr__(name: str) -> Any:
+    if name in _GHSUMMARYWRITER:
+        from seqrun.reports import ghsummarywriter
 
-
-def render_summary(reports: list[TaskReport], exitstatus: int, *, specs: Iterable[str] = (),
-                   deselected: int = 0, elapsed: float = 0.0, halted: bool = False,
-                   stopped: str | None = None) -> str:
-    """The Markdown section for one run."""
-    icon, headline = _HEADLINES.get(exitstatus, ("❔", "finished"))
-    if exitstatus == 2 and not halted:
-        icon, headline = "⏹️", "interrupted"
-    names = ", ".join(md(name) for name in specs)
-    out = [f"\n## {icon} seqrun: {headline} (exit {exitstatus}){': ' + names if names else ''}\n"]
-    if stopped:
-        out.append(f"\nStopped: {md(stopped, MAX_REASON)}\n")
-
-    counts: dict[str, int] = {}
-    for report in reports:
-        name = LETTERS[report.outcome][0].replace("_", " ")
-        counts[name] = counts.get(name, 0) + 1
-    if deselected:
-        counts["deselected"] = deselected
-    if counts:
-        out.append("\n| outcome | tasks |\n| --- | ---: |\n")
-        out.extend(f"| {name} | {n} |\n" for name, n in counts.items())
-
-    problems = [r for r in reports if r.failed or r.outcome is Outcome.HALTED]
-    if problems:
-        out.append("\n### Failed and halted tasks\n\n"
-                   "| task | title | outcome | attempts | reason | log |\n"
-                   "| --- | --- | --- | ---: | --- | --- |\n")
-        for r in problems[:MAX_ROWS]:
-            out.append(f"| {md(r.nodeid)} | {md(r.title, 80)} | {r.outcome.value} | {r.attempt_number} "
-                       f"| {md(r.reason or 'no reason given', MAX_REASON)} | {md(r.log_path or '')} |\n")
-        if len(problems) > MAX_ROWS:
-            out.append(f"\n… and {len(problems) - MAX_ROWS} more.\n")
-
-    tokens, cost = usage_totals(reports)
-    totals = [f"{tokens:,} tokens"] if tokens else []
-    if cost:
-        totals.append(f"${cost:.2f}")
-    totals.append(format_duration(elapsed))
-    out.append(f"\n**Totals:** {' · '.join(totals)}\n")
-    return "".join(out)
+        value = getattr(ghsummarywriter, name)
+        globals()[name] = value  # later look-ups are plain module attributes
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

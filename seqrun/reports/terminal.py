@@ -24,7 +24,9 @@ Two ways of writing, chosen once per run (like pytest's ``--color``):
   times a second, so the countdown moves while the runner sleeps.
 
 :mod:`rich` is imported only on the coloured path, the first time something is
-written in colour: ``seqrun --co -q`` never pays for it.
+written in colour: ``seqrun --co -q`` never pays for it. Nor for the live
+area's classes (:mod:`seqrun.reports.live`, imported when the first task
+starts) or the FAILURES section's (imported by the summary of a run).
 
 Anything that came from a tasks file or an agent goes through
 :func:`printable` first, so a title cannot move the cursor or retitle the
@@ -34,13 +36,10 @@ markup, so ``[red]x[/red]`` in a title prints as those characters.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import re
 import sys
 import time
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -49,14 +48,14 @@ import pluggy
 from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Task, TaskKind, TaskState, Unit
-from seqrun.reports.failures import DEFAULT_STYLE, STYLES, failure_block, failure_line, shown_reports
-from seqrun.text import human_seconds, oneline, printable
+from seqrun.text import oneline, printable
 from seqrun.outcome import Kind, Outcome
 from seqrun.runner import tmux_session_key
 
 if TYPE_CHECKING:
     from seqrun.outcome import Attempt, TaskReport
     from seqrun.main import Session
+    from seqrun.reports.live import LiveStatus, LiveView
 
 #: Escape sequences first (so their parameters go with them), then any other
 #: C0/C1 control character. Newline is kept: callers decide about lines.
@@ -72,13 +71,14 @@ LETTERS = {
     Outcome.SKIPPED: ("skipped", "s", "SKIPPED", "yellow"),
     Outcome.RATE_LIMITED: ("rate_limited", "R", "RATE-LIMITED", "yellow"),
 }
+#: ``--tb`` values, most to least (:mod:`seqrun.reports.failures` writes the section).
+STYLES = ("long", "short", "line", "no")
+DEFAULT_STYLE = "short"
 #: Order of the counts in the final line, as pytest puts failures first.
 _COUNT_ORDER = ("failed", "error", "halted", "interrupted", "passed", "skipped", "rate_limited", "deselected")
 #: ``-r`` letter of each outcome.
 _REPORT_CHARS = {Outcome.FAILED: "f", Outcome.ERROR: "E", Outcome.HALTED: "H", Outcome.INTERRUPTED: "f",
                  Outcome.SKIPPED: "s", Outcome.PASSED: "p"}
-_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
-_TAIL_BYTES = 65536
 
 
 def usage_totals(reports: Iterable[TaskReport]) -> tuple[int, float]:
@@ -178,196 +178,6 @@ def seqrun_configure(config: Config) -> None:
     config.pluginmanager.register(reporter, "terminalreporter")
 
 
-# -- the live area --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Running:
-    """The agent run in progress (one attempt)."""
-
-    nodeid: str
-    title: str
-    backend: str
-    attempt: int
-    started: float
-    log_path: Path | None
-    log_start: int = 0
-    """Size of the log when the attempt started: logs are appended to."""
-    position: str = ""
-    """``[3/10]``: how far the run is."""
-    previous: str = ""
-    """Why the attempt this one follows did not pass (a rerun), printable, one line."""
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """A ``--delay`` or rate-limit sleep: the countdown's deadline and why."""
-
-    deadline: float
-    reason: str
-    kind: str = "delay"
-    """``delay`` or ``rate-limit``."""
-
-
-class LiveStatus:
-    """What the live area shows. Hooks replace its immutable fields in the
-    main thread; rich's refresh thread only reads them (:meth:`rows`)."""
-
-    def __init__(self, tmux_session: Callable[[], str | None] = lambda: None) -> None:
-        self.running: Running | None = None
-        self.waiting: Waiting | None = None
-        self.upcoming: tuple[str, str] | None = None
-        """(node id, title) of the task about to start, shown during a delay."""
-        self.tmux_session = tmux_session
-        """The tmux session agents run in, asked each frame: the runner names
-        it when its first agent starts, after ``seqrun_runtest_attempt``."""
-
-    def rows(self, now: float) -> list[tuple[str, str]]:
-        """The live area as ``(text, style)`` rows, every text already printable."""
-        rows: list[tuple[str, str]] = []
-        frame = _SPINNER[int(now * 8) % len(_SPINNER)]
-        running, waiting = self.running, self.waiting
-        if running is not None:
-            head = f"{frame} {running.position + ' ' if running.position else ''}{running.nodeid}"
-            rows.append((f"{head} {running.title}", "bold"))
-            rows.append((f"  {running.backend} · attempt {running.attempt} · "
-                         f"{human_seconds(now - running.started)}", "cyan"))
-            if running.previous:
-                rows.append((f"  {running.previous}", "yellow"))
-            last = last_output_line(running.log_path, running.log_start) if running.log_path else ""
-            if last:
-                rows.append((f"  > {last}", "dim"))
-            tmux = self.tmux_session()
-            if tmux:
-                from seqrun.terminal.tmux import watch_command
-
-                rows.append((f"  watch: {watch_command(printable(tmux))}", "dim"))
-        if waiting is not None:
-            left = human_seconds(math.ceil(max(0.0, waiting.deadline - now)))
-            if waiting.kind == "rate-limit":
-                text = f"{waiting.reason} - retry in {left}"
-            elif running is not None:
-                text = f"next attempt in {left} ({waiting.reason})"
-            else:
-                text = f"next task in {left} ({waiting.reason})"
-            rows.append((f"{frame} {text}" if running is None else f"  {text}", "yellow"))
-            if running is None and self.upcoming is not None:
-                rows.append((f"  up next: {self.upcoming[0]} {self.upcoming[1]}", "dim"))
-        return rows
-
-
-def last_output_line(path: Path, start: int = 0) -> str:
-    """The last line with something to read in the tail of a log, control
-    characters removed; only bytes from offset ``start`` on count (logs are
-    appended to: what is before is an earlier run's).
-
-    Carriage returns end a line too: a progress bar redrawn in place shows its
-    latest state. A JSON event line shows as its text (:func:`describe_json_line`);
-    an event with no text (a tool result) leaves the previous one shown.
-    """
-    try:
-        with open(path, "rb") as log:
-            size = os.fstat(log.fileno()).st_size
-            offset = max(start, size - _TAIL_BYTES)
-            log.seek(offset)
-            data = log.read(_TAIL_BYTES)
-    except OSError:
-        return ""
-    lines = re.split(r"[\r\n]+", data.decode("utf-8", "replace"))
-    if offset > start and len(lines) > 1:
-        del lines[0]  # the end of a line cut by the window
-    fallback = ""
-    for line in reversed(lines):
-        text = printable(line).strip()
-        if not text:
-            continue
-        event = describe_json_line(text)
-        if event is None:
-            return text
-        label, said = event
-        if said:
-            return f"[{label}] {said}"
-        fallback = fallback or f"[{label}]"
-    return fallback
-
-
-#: Keys whose string values are what a person wants to see of a JSON event.
-_TEXT_KEYS = frozenset({"text", "result", "command", "description", "message"})
-
-
-def describe_json_line(line: str) -> tuple[str, str] | None:
-    """``("assistant", "I'll add the greeting")`` for one event of a CLI's
-    JSON stream (claude, codex, gemini and opencode print one per line): its
-    type and its last text ("" when it has none), or None when ``line`` is not
-    a JSON object."""
-    if not line.startswith("{"):
-        return None
-    import json
-
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(event, dict):
-        return None
-    texts: list[str] = []
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > 8:
-            return
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in _TEXT_KEYS and isinstance(value, str) and value.strip():
-                    texts.append(value)
-                else:
-                    walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
-
-    walk(event, 0)
-    kind = event.get("type") or event.get("event")
-    label = printable(kind) if isinstance(kind, str) and kind else "event"
-    return label, " ".join(printable(texts[-1]).split()) if texts else ""
-
-
-class LiveView:
-    """A transient :class:`rich.live.Live` drawing a :class:`LiveStatus`."""
-
-    def __init__(self, console: Any, status: LiveStatus) -> None:
-        from rich.live import Live
-
-        self.status = status
-        self.live = Live(console=console, transient=True, refresh_per_second=4,
-                         get_renderable=self.render, redirect_stdout=True, redirect_stderr=True)
-
-    def render(self) -> Any:
-        """Called by rich's refresh thread: never raise there."""
-        from rich.console import Group
-        from rich.text import Text
-
-        try:
-            rows = self.status.rows(time.monotonic())
-        except Exception:  # noqa: BLE001 - a broken frame must not kill the refresh thread
-            rows = []
-        return Group(*(Text(text, style=style, no_wrap=True, overflow="ellipsis")
-                       for text, style in rows))
-
-    def start(self) -> None:
-        self.live.start(refresh=True)
-
-    def refresh(self) -> None:
-        """Redraw now (the status changed): lines printed next are followed
-        by the new area, not by the previous frame."""
-        if self.live.is_started:
-            self.live.refresh()
-
-    def stop(self) -> None:
-        """Erase the area and give the terminal back (cursor, stdout)."""
-        if self.live.is_started:
-            self.live.stop()
-
-
 # -- the reporter -----------------------------------------------------------------
 
 
@@ -387,7 +197,7 @@ class TerminalReporter:
         self.deselected = 0
         self.total = 0
         self.started = time.monotonic()
-        self.status = LiveStatus(lambda: config.stash.get(tmux_session_key, None))
+        self._status: LiveStatus | None = None
         self._console: Any = None
         self._live: LiveView | None = None
 
@@ -399,6 +209,16 @@ class TerminalReporter:
         self._console = None
         self.line(f"collected {self.total} task{'s' if self.total != 1 else ''}; "
                   f"running in the background as pid {os.getpid()}")
+
+    def live_status(self) -> LiveStatus:
+        """What the live area shows, made (and :mod:`seqrun.reports.live`
+        imported) the first time a task starts: a listing never needs it."""
+        if self._status is None:
+            from seqrun.reports.live import LiveStatus
+
+            config = self.config
+            self._status = LiveStatus(lambda: config.stash.get(tmux_session_key, None))
+        return self._status
 
     # -- writing ----------------------------------------------------------------
 
@@ -446,7 +266,9 @@ class TerminalReporter:
 
     def _start_live(self) -> None:
         if self.interactive and self._live is None:
-            self._live = LiveView(self.rich_console(), self.status)
+            from seqrun.reports.live import LiveView
+
+            self._live = LiveView(self.rich_console(), self.live_status())
             self._live.start()
 
     def _refresh_live(self) -> None:
@@ -544,7 +366,7 @@ class TerminalReporter:
 
     @hookimpl
     def seqrun_runtest_logstart(self, nodeid: str, item: Task) -> None:
-        self.status.upcoming = (printable(nodeid), oneline(item.title))
+        self.live_status().upcoming = (printable(nodeid), oneline(item.title))
 
     def report_header(self, session: Session) -> None:
         """``seqrun_report_header``'s lines (what an earlier run left), before the first agent."""
@@ -561,8 +383,11 @@ class TerminalReporter:
         if before is not None and before.outcome is not Outcome.PASSED:
             why = f" - {oneline(before.reason)}" if before.reason else ""
             previous = f"previous attempt {before.number}: {before.kind.value}{why}"
-        self.status.waiting = None
-        self.status.running = Running(
+        from seqrun.reports.live import Running
+
+        status = self.live_status()
+        status.waiting = None
+        status.running = Running(
             nodeid=printable(item.nodeid), title=oneline(item.title), backend=printable(backend),
             attempt=attempt, started=time.monotonic(),
             log_path=Path(log_path) if log_path else None, log_start=_size(log_path),
@@ -600,7 +425,9 @@ class TerminalReporter:
     def seqrun_wait(self, seconds: float, reason: str, kind: str) -> None:
         # The runner sleeps right after this returns: the refresh thread
         # draws the countdown from the deadline.
-        self.status.waiting = Waiting(time.monotonic() + seconds, oneline(reason), kind)
+        from seqrun.reports.live import Waiting
+
+        self.live_status().waiting = Waiting(time.monotonic() + seconds, oneline(reason), kind)
         self._refresh_live()
         if self.verbosity < 0 or seconds < 1:
             return
@@ -618,9 +445,10 @@ class TerminalReporter:
 
     @hookimpl
     def seqrun_runtest_logreport(self, report: TaskReport) -> None:
-        self.status.running = None
-        self.status.waiting = None
-        self.status.upcoming = None
+        status = self.live_status()
+        status.running = None
+        status.waiting = None
+        status.upcoming = None
         self._refresh_live()
         self.reports.append(report)
         category, _, word = self.teststatus(report)
@@ -664,6 +492,8 @@ class TerminalReporter:
 
     def summary_failures(self) -> None:
         """The FAILURES section (``--tb``): a block per failed, halted or error task."""
+        from seqrun.reports.failures import failure_block, failure_line, shown_reports
+
         style = self.config.option.tb
         shown = [r for r in shown_reports(self.reports) if style != "no"]
         if not shown:
@@ -704,3 +534,17 @@ class TerminalReporter:
         self.rule(f"slowest {n or 'all'} durations", char="=")
         for r in ran[: n or None]:
             self.line(f"{r.duration:8.2f}s {printable(r.nodeid)}")
+
+
+#: The live area's names, importable from here as before (see the module docstring).
+_LIVE = frozenset({"Running", "Waiting", "LiveStatus", "LiveView", "last_output_line", "describe_json_line"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LIVE:
+        from seqrun.reports import live
+
+        value = getattr(live, name)
+        globals()[name] = value  # later look-ups are plain module attributes
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
