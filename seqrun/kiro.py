@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from seqrun.hookspec import hookimpl
 from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
     from seqrun.config import Config
@@ -56,10 +57,13 @@ if TYPE_CHECKING:
 TASK_FILE_NAMES = ("tasks.md",)
 #: The other documents of a Kiro spec, beside tasks.md: never a task list.
 SPEC_DOCUMENTS = {"requirements.md": "requirements", "design.md": "design"}
+# Only the patterns every listing of a common file uses (_CHECKBOX, _HEADING,
+# _ID, _BULLET) are compiled at import; the others serve rarer lines (fences,
+# tags, numbered lists, metadata) and compile on first use (text.LazyPattern).
 #: A numbered item that states a requirement: EARS ("… SHALL …") or under a
 #: requirements heading (Kiro's "### Requirement 1" / "#### Acceptance Criteria").
-_REQUIREMENT_TEXT = re.compile(r"\bSHALL\b")
-_REQUIREMENT_SECTION = re.compile(
+_REQUIREMENT_TEXT = LazyPattern(r"\bSHALL\b")
+_REQUIREMENT_SECTION = LazyPattern(
     r"\b(?:requirements?|acceptance criteria|user stor(?:y|ies))\b|要件|受け入れ基準|需求|验收标准|요구사항",
     re.IGNORECASE)
 
@@ -72,7 +76,7 @@ _STATES = {
     "/": TaskState.IN_PROGRESS,
 }
 
-_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_FENCE = LazyPattern(r"^[ \t]*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 #: A task's id at the start of its text: ``1.2``, ``T001:``, ``**Task 3**``.
 _ID_PATTERN = (
@@ -95,33 +99,33 @@ _CHECKBOX = re.compile(
     r"[ \t]*(?P<text>(?:" + _ID_PATTERN + r")?(?P<rest>.*))"
 )
 # Something that looks like a checkbox but is not one we know: worth a warning.
-_LOOSE_CHECKBOX = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
-_NUMBERED = re.compile(
+_LOOSE_CHECKBOX = LazyPattern(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
+_NUMBERED = LazyPattern(
     r"^(?P<indent>[ \t]*)(?P<id>\d{1,4}(?:\.\d{1,4})+\.?|\d{1,4}[.)])[ \t]+(?P<text>\S.*?)[ \t]*$"
 )
-_TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
+_TAG = LazyPattern(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
 # "(Optional)" is a marker only at either end of a title; inside one it is a
 # word ("Add field (Optional) to model" is a required task about a field).
-_OPTIONAL_IN_TITLE = re.compile(
+_OPTIONAL_IN_TITLE = LazyPattern(
     r"^[ \t]*[\[(]optional[\])][ \t]*|[ \t]*[\[(]optional[\])](?=[ \t*✅]*$)", re.IGNORECASE)
-_DEPENDS_IN_TITLE = re.compile(r"\(depends on ([^)]*)\)", re.IGNORECASE)
+_DEPENDS_IN_TITLE = LazyPattern(r"\(depends on ([^)]*)\)", re.IGNORECASE)
 _BULLET = re.compile(r"^(?:[-*+]|\d{1,4}[.)])[ \t]+")
-_UNDERSCORE_KEY = re.compile(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
-_BOLD_KEY = re.compile(r"^\*\*(?P<key>[^*:：]{1,80}?)(?:\*\*[ \t]*[:：]|[ \t]*[:：][ \t]*\*\*)[ \t]*(?P<rest>.*)$")
-_PLAIN_KEY = re.compile(
+_UNDERSCORE_KEY = LazyPattern(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
+_BOLD_KEY = LazyPattern(r"^\*\*(?P<key>[^*:：]{1,80}?)(?:\*\*[ \t]*[:：]|[ \t]*[:：][ \t]*\*\*)[ \t]*(?P<rest>.*)$")
+_PLAIN_KEY = LazyPattern(
     r"^(?P<key>requirements?|depends on|dependencies|dependency)[ \t]*[:：][ \t]*(?P<rest>.*)$",
     re.IGNORECASE,
 )
-_ID_ONLY = re.compile(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
+_ID_ONLY = LazyPattern(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
 #: A heading task's ``- **ID**: T-5`` field: another id to select it by.
-_ALIAS = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
-_LIST_SPLIT = re.compile(r"[,，、;；]|\band\b")
+_ALIAS = LazyPattern(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
+_LIST_SPLIT = LazyPattern(r"[,，、;；]|\band\b")
 #: Headings of checklists that follow a file's numbered tasks: a person's
 #: checks ("## Validation Checklist", "### Acceptance Criteria"), not work.
-_CHECKLIST_SECTION = re.compile(
+_CHECKLIST_SECTION = LazyPattern(
     r"^[^A-Za-z]*(?:(?:final|manual)[ \t]+)?(?:validation|verification|acceptance criteria|checkpoints?"
     r"|definition of done|success criteria)[ \t]*(?:[(:：].*)?$|\bcheck ?list\b", re.IGNORECASE)
-_DONE_WORDS = re.compile(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
+_DONE_WORDS = LazyPattern(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
 
 REQUIREMENT_KEYS = frozenset(
     k.casefold()
