@@ -48,11 +48,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
+from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
 from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
     from seqrun.config import Config
+    from seqrun.metadata import TaskMetadata
 
 TASK_FILE_NAMES = ("tasks.md",)
 #: The other documents of a Kiro spec, beside tasks.md: never a task list.
@@ -682,6 +683,8 @@ def _metadata(line: str) -> tuple[str, str] | None:
 
 def _read_metadata(detail_lines: list[str], title_depends: tuple[str, ...]) -> TaskMetadata:
     """A task's details and metadata from the lines of its body (as written)."""
+    from seqrun.metadata import TaskMetadata  # only a run reads metadata: not built for a listing
+
     lines = _dedent(detail_lines)
     requirements: list[str] = []
     depends: list[str] = list(title_depends)
