@@ -44,7 +44,9 @@ from __future__ import annotations
 import gc
 import os
 import re
+from itertools import islice
 from pathlib import Path
+from types import MethodType
 from typing import TYPE_CHECKING
 
 from seqrun.hookspec import hookimpl
@@ -169,16 +171,31 @@ class _Draft:
         return _read_metadata(self.detail_lines, self.title_depends)
 
 
+#: A bullet's start: a bullet for _BULLET when the line goes on (ends in no blank).
+_DASHES = frozenset(("- ", "* ", "+ "))
+
+
+def _only_spaces(text: str) -> bool:
+    """Whether the space and the line end are ``text``'s only blanks (no tab,
+    no other blank of str.isspace), and no line ends in a space."""
+    return (text.isascii() and " \n" not in text and text[-1:] != " "
+            and not any(blank in text for blank in "\t\x0b\x0c\r\x1c\x1d\x1e\x1f"))
+
+
 class _Reader:
     """One pass over the lines of a file; builds the tree and the warnings.
 
     Its cost is per line and per task (a generated spec of 5,000 tasks has
     20,000 lines), so the common lines take a short way: a detail line of the
     task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
-    :meth:`read` (its Task made without the dataclass ``__init__``, attached
-    and its last task's draft closed inline). In a file without code fences,
-    only lines with a ``[`` or starting with ``#`` are looked at one by one
-    for the mode (:meth:`scan`),
+    :meth:`read` (found by a pattern of its own, its Task made without the
+    dataclass ``__init__``, attached and its last task's draft closed
+    inline). In a file whose only blanks are spaces, the lines between such
+    a task line and the next special line are taken whole when plain()
+    would take each of them as a detail (a few C-speed tests, then a slice
+    of the lines; the task gets a draft only if a later line adds to it).
+    In a file without code fences, only lines with a ``[`` or starting with
+    ``#`` are looked at one by one for the mode (:meth:`scan`),
     and the cyclic collector waits while the tree is built (collect_text).
     Everything else goes through the methods below, which say
     what each kind of line means. The metadata is not read here: a task's
@@ -241,7 +258,15 @@ class _Reader:
             if fenced and index in fenced:
                 special.append((index, None, None))
                 continue
-            m = (common(text) or box_match(text)) if "[" in text else None
+            if "[" in text:
+                m = common(text)
+                if m is not None:  # "  - [ ] 1.2 Title": no heading either
+                    boxes.append(m)
+                    special.append((index, m, None))
+                    continue
+                m = box_match(text)
+            else:
+                m = None
             h = head_match(text) if text.startswith("#") else None
             if m:
                 boxes.append(m)
@@ -279,12 +304,30 @@ class _Reader:
         common_checkbox = _COMMON_CHECKBOX
         stack, latest, order = self.indent_stack, self.latest, self.order
         start = 0  # the first line not read yet
-        for index, checkbox, h in special:
+        # A common task line's gap (its lines up to the next special line) is
+        # taken whole when plain() would take each of its lines as a detail,
+        # as written (see below). These checks of the whole file let a few
+        # C-speed tests per gap decide it: every blank is a space or a line
+        # end (ASCII, no tab or other blank: an indent is its length), and
+        # no line ends in a space (so none is spaces alone: plain() keeps
+        # those as "").
+        whole_gaps = checkbox_mode and _only_spaces(self.text)
+        pads: dict[int, tuple[str, str]] = {}
+        # A task closed with its gap taken whole has no draft; the rare line
+        # that adds to it after the gap (a fenced line, an empty checkbox)
+        # first gives it the draft plain() would have left (resume).
+        undrafted: tuple[Task, int] | None = None
+        ends = [entry[0] for entry in special]  # a gap ends at the next special line
+        ends.append(len(lines))
+        for end, (index, checkbox, h) in zip(islice(ends, 1, None), special):
+            closed, undrafted = undrafted, None
             if start < index:
                 self.plain(start, index, mode)
             start = index + 1
             text = lines[index]
             if fenced and index in fenced:
+                if closed is not None:
+                    self.resume(*closed)
                 self.add_detail(text)
                 continue
             number = index + 1
@@ -322,7 +365,34 @@ class _Reader:
                         else:  # close_draft's work for any other task, inline
                             draft.task.read_metadata = draft
                             draft.task.body = draft.detail_lines
-                    self.draft = _Draft(task, indent)
+                    if whole_gaps:
+                        if end > start:
+                            part = lines[start:end]
+                            gap = "\n".join(part)
+                            pad = pads.get(indent)
+                            if pad is None:
+                                pad = pads[indent] = (" " * (indent + 1), "\n" + " " * (indent + 1))
+                            first = part[0]
+                            # No "[" (a loose checkbox), every line empty or
+                            # indented deeper than the task, the first empty
+                            # or a bullet (the title ends there, not continued).
+                            taken = ("[" not in gap
+                                     and gap.count(pad[1]) + first.startswith(pad[0]) == len(part) - part.count("")
+                                     and (not first or first.lstrip(" ")[:2] in _DASHES
+                                          or _BULLET.match(first.lstrip(" ")) is not None))
+                        else:
+                            part, taken = [], True
+                    else:
+                        taken = False
+                    if taken:
+                        # As close_draft would leave it; a draft only if needed.
+                        task.body = part
+                        task.read_metadata = MethodType(_read_body, part)
+                        self.draft = None
+                        undrafted = task, indent
+                        start = end
+                    else:
+                        self.draft = _Draft(task, indent)
                     while stack and stack[-1][0] >= indent:
                         stack.pop()
                     # attach(task), inline
@@ -340,6 +410,8 @@ class _Reader:
                 elif task_text.rstrip(" \t"):  # type: ignore[union-attr]
                     self.start_checkbox(number, checkbox, text)
                 else:
+                    if closed is not None:  # its task takes the lines after it
+                        self.resume(*closed)
                     self.warn(number, "checkbox without a task title; ignored")
                 continue
             if heading_mode and checkbox and self.draft is not None:
@@ -371,6 +443,13 @@ class _Reader:
             self.plain(start, len(lines), mode)
         self.close_draft()
         return self.finish()
+
+    def resume(self, task: Task, indent: int) -> None:
+        """Give ``task``, closed with its gap taken whole (read), the draft
+        plain() would have left it: those lines, the title ended by any."""
+        draft = self.draft = _Draft(task, indent)
+        draft.detail_lines = task.body  # type: ignore[assignment]
+        draft.title_open = not draft.detail_lines
 
     def plain(self, start: int, stop: int, mode: TaskKind) -> None:
         """Lines ``start`` to ``stop`` (0-based, ``stop`` excluded), none of
@@ -733,6 +812,13 @@ def _read_metadata(detail_lines: list[str], title_depends: tuple[str, ...]) -> T
     )
 
 
+def _read_body(lines: list[str]) -> TaskMetadata:
+    """The metadata of a task whose title names no dependency, from its body:
+    the reader kiro binds to a body (one small object a task, where a
+    ``functools.partial`` would be two for the cyclic collector to walk)."""
+    return _read_metadata(lines, ())
+
+
 def _split_ids(value: str) -> list[str]:
     ids = []
     for piece in _LIST_SPLIT.split(value):
@@ -748,8 +834,11 @@ def _split_ids(value: str) -> list[str]:
 
 def collect_text(text: str, path: Path, nodeid: str | None = None, name: str | None = None) -> Spec:
     """Parse tasks-file ``text`` read from ``path``; never raises on content."""
-    newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
-    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
+        normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    else:  # the commonest file: nothing to count or replace (a copy of it each)
+        newline, normalized = "\n", text
     lines = normalized.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
