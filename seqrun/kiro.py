@@ -60,9 +60,10 @@ if TYPE_CHECKING:
 TASK_FILE_NAMES = ("tasks.md",)
 #: The other documents of a Kiro spec, beside tasks.md: never a task list.
 SPEC_DOCUMENTS = {"requirements.md": "requirements", "design.md": "design"}
-# Only the patterns every listing of a common file uses (_CHECKBOX, _HEADING,
-# _ID, _BULLET) are compiled at import; the others serve rarer lines (fences,
-# tags, numbered lists, metadata) and compile on first use (text.LazyPattern).
+# Only the patterns every listing of a common file uses (_CHECKBOX,
+# _COMMON_CHECKBOX, _HEADING, _BULLET) are compiled at import; the others
+# serve rarer lines (ids of headings and of uncommon task lines, fences, tags,
+# numbered lists, metadata) and compile on first use (text.LazyPattern).
 #: A numbered item that states a requirement: EARS ("… SHALL …") or under a
 #: requirements heading (Kiro's "### Requirement 1" / "#### Acceptance Criteria").
 _REQUIREMENT_TEXT = LazyPattern(r"\bSHALL\b")
@@ -88,7 +89,10 @@ _ID_PATTERN = (
     r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
     r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
-_ID = re.compile("^" + _ID_PATTERN)
+_ID = LazyPattern("^" + _ID_PATTERN)
+#: What an id can start with (``\d`` is any decimal digit: isdigit() is more):
+#: a heading that starts with none of it is not matched against _ID (see _heading_id).
+_ID_STARTS = frozenset("*Tt任タ작")
 # The text is the rest of the line, its id read on the way (as _ID reads it:
 # only blanks can follow the text, and they end an id as its end does); the
 # reader strips the trailing blanks (a lazy ``.*?[ \t]*$`` would try every
@@ -538,7 +542,7 @@ class _Reader:
     def maybe_group(self, number: int, body: str) -> None:
         """A numbered heading (``### 3. Runner``) may parent ``3.1``; it is kept
         only if some task turns out to belong to it."""
-        m = _ID.match(body)
+        m = _heading_id(body)
         if not m:
             return
         title = _clean_title(body[m.end():], bool(m.group("bold")))
@@ -709,9 +713,18 @@ def _title_parts(text: str) -> tuple[str | None, str, tuple[str, ...], bool, tup
     return written, title or (written or ""), tags, optional, depends
 
 
+def _heading_id(body: str) -> re.Match[str] | None:
+    """``_ID.match(body)`` for a heading's text; most headings ("Implementation
+    Plan") cannot start with an id, and need not compile _ID to say so."""
+    first = body[:1]
+    if first and (first in _ID_STARTS or first.isdigit()):
+        return _ID.match(body)  # type: ignore[no-any-return]
+    return None
+
+
 def _heading_task_id(body: str) -> str | None:
     """The id of a heading that *is* a task: ``Task 1.1: …`` or ``T001 …``."""
-    m = _ID.match(body)
+    m = _heading_id(body)
     if m and (m.group("word") or m.group("id").startswith("T")):
         return m.group("id")
     return None
