@@ -44,22 +44,30 @@ from __future__ import annotations
 import gc
 import os
 import re
+from itertools import islice
 from pathlib import Path
+from types import MethodType
 from typing import TYPE_CHECKING
 
 from seqrun.hookspec import hookimpl
-from seqrun.nodes import Spec, Step, Task, TaskKind, TaskMetadata, TaskState, Warning_
+from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
+from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
     from seqrun.config import Config
+    from seqrun.metadata import TaskMetadata
 
 TASK_FILE_NAMES = ("tasks.md",)
 #: The other documents of a Kiro spec, beside tasks.md: never a task list.
 SPEC_DOCUMENTS = {"requirements.md": "requirements", "design.md": "design"}
+# Only the patterns every listing of a common file uses (_CHECKBOX,
+# _COMMON_CHECKBOX, _HEADING, _BULLET) are compiled at import; the others
+# serve rarer lines (ids of headings and of uncommon task lines, fences, tags,
+# numbered lists, metadata) and compile on first use (text.LazyPattern).
 #: A numbered item that states a requirement: EARS ("… SHALL …") or under a
 #: requirements heading (Kiro's "### Requirement 1" / "#### Acceptance Criteria").
-_REQUIREMENT_TEXT = re.compile(r"\bSHALL\b")
-_REQUIREMENT_SECTION = re.compile(
+_REQUIREMENT_TEXT = LazyPattern(r"\bSHALL\b")
+_REQUIREMENT_SECTION = LazyPattern(
     r"\b(?:requirements?|acceptance criteria|user stor(?:y|ies))\b|要件|受け入れ基準|需求|验收标准|요구사항",
     re.IGNORECASE)
 
@@ -72,7 +80,7 @@ _STATES = {
     "/": TaskState.IN_PROGRESS,
 }
 
-_FENCE = re.compile(r"^[ \t]*(```|~~~)")
+_FENCE = LazyPattern(r"^[ \t]*(```|~~~)")
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
 #: A task's id at the start of its text: ``1.2``, ``T001:``, ``**Task 3**``.
 _ID_PATTERN = (
@@ -81,7 +89,10 @@ _ID_PATTERN = (
     r"(?P<id>(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*)"
     r"(?:[:：]|\.?(?=[ \t]|\*\*|$))"
 )
-_ID = re.compile("^" + _ID_PATTERN)
+_ID = LazyPattern("^" + _ID_PATTERN)
+#: What an id can start with (``\d`` is any decimal digit: isdigit() is more):
+#: a heading that starts with none of it is not matched against _ID (see _heading_id).
+_ID_STARTS = frozenset("*Tt任タ작")
 # The text is the rest of the line, its id read on the way (as _ID reads it:
 # only blanks can follow the text, and they end an id as its end does); the
 # reader strips the trailing blanks (a lazy ``.*?[ \t]*$`` would try every
@@ -94,34 +105,41 @@ _CHECKBOX = re.compile(
     r"(?P<opt>\\?\*)?"
     r"[ \t]*(?P<text>(?:" + _ID_PATTERN + r")?(?P<rest>.*))"
 )
+#: The commonest checkbox line, ``  - [ ] 1.2 Title``, in a pattern half of
+#: _CHECKBOX's cost: where it matches a line without ``✅`` (scan tests that:
+#: in the pattern, it would double its compile time), _CHECKBOX reads the
+#: same indent, mark, id and rest (no bold, tag, tab or marker: the pass's
+#: short way).
+_COMMON_CHECKBOX = re.compile(
+    r"(?P<indent> *)- \[(?P<mark>[ xX~/-])\] (?P<text>(?P<id>\d+(?:\.\d+)*)\.?(?P<rest> [^[(*]*))$")
 # Something that looks like a checkbox but is not one we know: worth a warning.
-_LOOSE_CHECKBOX = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
-_NUMBERED = re.compile(
+_LOOSE_CHECKBOX = LazyPattern(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
+_NUMBERED = LazyPattern(
     r"^(?P<indent>[ \t]*)(?P<id>\d{1,4}(?:\.\d{1,4})+\.?|\d{1,4}[.)])[ \t]+(?P<text>\S.*?)[ \t]*$"
 )
-_TAG = re.compile(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
+_TAG = LazyPattern(r"^[ \t]*(?:\[(?P<tag>P|US\d+(?:[+,][ \t]*US\d+)*|Story)\]|\((?P<paren>P)\))")
 # "(Optional)" is a marker only at either end of a title; inside one it is a
 # word ("Add field (Optional) to model" is a required task about a field).
-_OPTIONAL_IN_TITLE = re.compile(
+_OPTIONAL_IN_TITLE = LazyPattern(
     r"^[ \t]*[\[(]optional[\])][ \t]*|[ \t]*[\[(]optional[\])](?=[ \t*✅]*$)", re.IGNORECASE)
-_DEPENDS_IN_TITLE = re.compile(r"\(depends on ([^)]*)\)", re.IGNORECASE)
+_DEPENDS_IN_TITLE = LazyPattern(r"\(depends on ([^)]*)\)", re.IGNORECASE)
 _BULLET = re.compile(r"^(?:[-*+]|\d{1,4}[.)])[ \t]+")
-_UNDERSCORE_KEY = re.compile(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
-_BOLD_KEY = re.compile(r"^\*\*(?P<key>[^*:：]{1,80}?)(?:\*\*[ \t]*[:：]|[ \t]*[:：][ \t]*\*\*)[ \t]*(?P<rest>.*)$")
-_PLAIN_KEY = re.compile(
+_UNDERSCORE_KEY = LazyPattern(r"^_(?P<key>[^_:：]{1,40}?)[ \t]*[:：][ \t]*(?P<rest>.*)$")
+_BOLD_KEY = LazyPattern(r"^\*\*(?P<key>[^*:：]{1,80}?)(?:\*\*[ \t]*[:：]|[ \t]*[:：][ \t]*\*\*)[ \t]*(?P<rest>.*)$")
+_PLAIN_KEY = LazyPattern(
     r"^(?P<key>requirements?|depends on|dependencies|dependency)[ \t]*[:：][ \t]*(?P<rest>.*)$",
     re.IGNORECASE,
 )
-_ID_ONLY = re.compile(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
+_ID_ONLY = LazyPattern(r"^(?:T\d+[a-z]?|\d+[a-z]?)(?:\.\d+[a-z]?)*$")
 #: A heading task's ``- **ID**: T-5`` field: another id to select it by.
-_ALIAS = re.compile(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
-_LIST_SPLIT = re.compile(r"[,，、;；]|\band\b")
+_ALIAS = LazyPattern(r"^[A-Za-z]{1,4}-?\d+[a-z]?(?:\.\d+[a-z]?)*$")
+_LIST_SPLIT = LazyPattern(r"[,，、;；]|\band\b")
 #: Headings of checklists that follow a file's numbered tasks: a person's
 #: checks ("## Validation Checklist", "### Acceptance Criteria"), not work.
-_CHECKLIST_SECTION = re.compile(
+_CHECKLIST_SECTION = LazyPattern(
     r"^[^A-Za-z]*(?:(?:final|manual)[ \t]+)?(?:validation|verification|acceptance criteria|checkpoints?"
     r"|definition of done|success criteria)[ \t]*(?:[(:：].*)?$|\bcheck ?list\b", re.IGNORECASE)
-_DONE_WORDS = re.compile(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
+_DONE_WORDS = LazyPattern(r"^(?:completed?|done|finished|完成|已完成|完了|✅.*)", re.IGNORECASE)
 
 REQUIREMENT_KEYS = frozenset(
     k.casefold()
@@ -159,16 +177,31 @@ class _Draft:
         return _read_metadata(self.detail_lines, self.title_depends)
 
 
+#: A bullet's start: a bullet for _BULLET when the line goes on (ends in no blank).
+_DASHES = frozenset(("- ", "* ", "+ "))
+
+
+def _only_spaces(text: str) -> bool:
+    """Whether the space and the line end are ``text``'s only blanks (no tab,
+    no other blank of str.isspace), and no line ends in a space."""
+    return (text.isascii() and " \n" not in text and text[-1:] != " "
+            and not any(blank in text for blank in "\t\x0b\x0c\r\x1c\x1d\x1e\x1f"))
+
+
 class _Reader:
     """One pass over the lines of a file; builds the tree and the warnings.
 
     Its cost is per line and per task (a generated spec of 5,000 tasks has
     20,000 lines), so the common lines take a short way: a detail line of the
     task being read through :meth:`plain`, a ``- [ ] 1.2 Title`` line inside
-    :meth:`read` (its Task made without the dataclass ``__init__``, attached
-    and its last task's draft closed inline). In a file without code fences,
-    only lines with a ``[`` or starting with ``#`` are looked at one by one
-    for the mode (:meth:`scan`),
+    :meth:`read` (found by a pattern of its own, its Task made without the
+    dataclass ``__init__``, attached and its last task's draft closed
+    inline). In a file whose only blanks are spaces, the lines between such
+    a task line and the next special line are taken whole when plain()
+    would take each of them as a detail (a few C-speed tests, then a slice
+    of the lines; the task gets a draft only if a later line adds to it).
+    In a file without code fences, only lines with a ``[`` or starting with
+    ``#`` are looked at one by one for the mode (:meth:`scan`),
     and the cyclic collector waits while the tree is built (collect_text).
     Everything else goes through the methods below, which say
     what each kind of line means. The metadata is not read here: a task's
@@ -221,7 +254,7 @@ class _Reader:
                         continue
                 if fence is not None:
                     fenced.add(index)
-        box_match, head_match = _CHECKBOX.match, _HEADING.match
+        box_match, head_match, common = _CHECKBOX.match, _HEADING.match, _COMMON_CHECKBOX.match
         # Without fences, only a line with a "[" or starting with "#" can be
         # special: one comprehension finds them, the loop sees only those.
         candidates = range(len(lines)) if fenced else [
@@ -231,7 +264,15 @@ class _Reader:
             if fenced and index in fenced:
                 special.append((index, None, None))
                 continue
-            m = box_match(text) if "[" in text else None
+            if "[" in text:
+                m = common(text)
+                if m is not None and "✅" not in text:  # "  - [ ] 1.2 Title": no heading either
+                    boxes.append(m)
+                    special.append((index, m, None))
+                    continue
+                m = box_match(text)
+            else:
+                m = None
             h = head_match(text) if text.startswith("#") else None
             if m:
                 boxes.append(m)
@@ -249,7 +290,7 @@ class _Reader:
         # (ralphex/superpowers plans: "### Task 3: Title" + "- [ ] step"):
         # the headings are the tasks and the checkboxes their steps.
         if headings > checkboxes or (headings and not any(
-                m.group("number") or m.group("id") for m in boxes)):
+                m.group("id") or m.group("number") for m in boxes)):  # a common line: "id" has it
             return TaskKind.HEADING
         if checkboxes:
             return TaskKind.CHECKBOX
@@ -266,21 +307,46 @@ class _Reader:
         heading_level = 0
         lines = self.lines
         new_task = Task.__new__
+        common_checkbox = _COMMON_CHECKBOX
         stack, latest, order = self.indent_stack, self.latest, self.order
         start = 0  # the first line not read yet
-        for index, checkbox, h in special:
+        # A common task line's gap (its lines up to the next special line) is
+        # taken whole when plain() would take each of its lines as a detail,
+        # as written (see below). These checks of the whole file let a few
+        # C-speed tests per gap decide it: every blank is a space or a line
+        # end (ASCII, no tab or other blank: an indent is its length), and
+        # no line ends in a space (so none is spaces alone: plain() keeps
+        # those as "").
+        whole_gaps = checkbox_mode and _only_spaces(self.text)
+        pads: dict[int, tuple[str, str]] = {}
+        # A task closed with its gap taken whole has no draft; the rare line
+        # that adds to it after the gap (a fenced line, an empty checkbox)
+        # first gives it the draft plain() would have left (resume).
+        undrafted: tuple[Task, int] | None = None
+        ends = [entry[0] for entry in special]  # a gap ends at the next special line
+        ends.append(len(lines))
+        for end, (index, checkbox, h) in zip(islice(ends, 1, None), special):
+            closed, undrafted = undrafted, None
             if start < index:
                 self.plain(start, index, mode)
             start = index + 1
             text = lines[index]
             if fenced and index in fenced:
+                if closed is not None:
+                    self.resume(*closed)
                 self.add_detail(text)
                 continue
             number = index + 1
             if checkbox_mode and checkbox:
-                indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
-                if (written is not None and bold is None and "\t" not in indent_text
-                        and "[" not in rest and "(" not in rest and "*" not in rest and "✅" not in rest):
+                if checkbox.re is common_checkbox:
+                    indent_text, mark, _, written, rest = checkbox.groups()
+                    opt = task_text = None
+                    common = True
+                else:
+                    indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
+                    common = (written is not None and bold is None and "\t" not in indent_text and "[" not in rest
+                              and "(" not in rest and "*" not in rest and "✅" not in rest)
+                if common:
                     # The common task line, "- [ ] 1.2 Title": start_checkbox's
                     # work without its rare cases (no tags, marker, bold, tab).
                     # The Task is made without its __init__ (a dataclass of 19
@@ -305,7 +371,34 @@ class _Reader:
                         else:  # close_draft's work for any other task, inline
                             draft.task.read_metadata = draft
                             draft.task.body = draft.detail_lines
-                    self.draft = _Draft(task, indent)
+                    if whole_gaps:
+                        if end > start:
+                            part = lines[start:end]
+                            gap = "\n".join(part)
+                            pad = pads.get(indent)
+                            if pad is None:
+                                pad = pads[indent] = (" " * (indent + 1), "\n" + " " * (indent + 1))
+                            first = part[0]
+                            # No "[" (a loose checkbox), every line empty or
+                            # indented deeper than the task, the first empty
+                            # or a bullet (the title ends there, not continued).
+                            taken = ("[" not in gap
+                                     and gap.count(pad[1]) + first.startswith(pad[0]) == len(part) - part.count("")
+                                     and (not first or first.lstrip(" ")[:2] in _DASHES
+                                          or _BULLET.match(first.lstrip(" ")) is not None))
+                        else:
+                            part, taken = [], True
+                    else:
+                        taken = False
+                    if taken:
+                        # As close_draft would leave it; a draft only if needed.
+                        task.body = part
+                        task.read_metadata = MethodType(_read_body, part)
+                        self.draft = None
+                        undrafted = task, indent
+                        start = end
+                    else:
+                        self.draft = _Draft(task, indent)
                     while stack and stack[-1][0] >= indent:
                         stack.pop()
                     # attach(task), inline
@@ -320,9 +413,11 @@ class _Reader:
                     latest[written] = task
                     order.append(task)
                     stack.append((indent, task))
-                elif task_text.rstrip(" \t"):
+                elif task_text.rstrip(" \t"):  # type: ignore[union-attr]
                     self.start_checkbox(number, checkbox, text)
                 else:
+                    if closed is not None:  # its task takes the lines after it
+                        self.resume(*closed)
                     self.warn(number, "checkbox without a task title; ignored")
                 continue
             if heading_mode and checkbox and self.draft is not None:
@@ -354,6 +449,13 @@ class _Reader:
             self.plain(start, len(lines), mode)
         self.close_draft()
         return self.finish()
+
+    def resume(self, task: Task, indent: int) -> None:
+        """Give ``task``, closed with its gap taken whole (read), the draft
+        plain() would have left it: those lines, the title ended by any."""
+        draft = self.draft = _Draft(task, indent)
+        draft.detail_lines = task.body  # type: ignore[assignment]
+        draft.title_open = not draft.detail_lines
 
     def plain(self, start: int, stop: int, mode: TaskKind) -> None:
         """Lines ``start`` to ``stop`` (0-based, ``stop`` excluded), none of
@@ -440,7 +542,7 @@ class _Reader:
     def maybe_group(self, number: int, body: str) -> None:
         """A numbered heading (``### 3. Runner``) may parent ``3.1``; it is kept
         only if some task turns out to belong to it."""
-        m = _ID.match(body)
+        m = _heading_id(body)
         if not m:
             return
         title = _clean_title(body[m.end():], bool(m.group("bold")))
@@ -611,9 +713,18 @@ def _title_parts(text: str) -> tuple[str | None, str, tuple[str, ...], bool, tup
     return written, title or (written or ""), tags, optional, depends
 
 
+def _heading_id(body: str) -> re.Match[str] | None:
+    """``_ID.match(body)`` for a heading's text; most headings ("Implementation
+    Plan") cannot start with an id, and need not compile _ID to say so."""
+    first = body[:1]
+    if first and (first in _ID_STARTS or first.isdigit()):
+        return _ID.match(body)  # type: ignore[no-any-return]
+    return None
+
+
 def _heading_task_id(body: str) -> str | None:
     """The id of a heading that *is* a task: ``Task 1.1: …`` or ``T001 …``."""
-    m = _ID.match(body)
+    m = _heading_id(body)
     if m and (m.group("word") or m.group("id").startswith("T")):
         return m.group("id")
     return None
@@ -678,6 +789,8 @@ def _metadata(line: str) -> tuple[str, str] | None:
 
 def _read_metadata(detail_lines: list[str], title_depends: tuple[str, ...]) -> TaskMetadata:
     """A task's details and metadata from the lines of its body (as written)."""
+    from seqrun.metadata import TaskMetadata  # only a run reads metadata: not built for a listing
+
     lines = _dedent(detail_lines)
     requirements: list[str] = []
     depends: list[str] = list(title_depends)
@@ -714,6 +827,13 @@ def _read_metadata(detail_lines: list[str], title_depends: tuple[str, ...]) -> T
     )
 
 
+def _read_body(lines: list[str]) -> TaskMetadata:
+    """The metadata of a task whose title names no dependency, from its body:
+    the reader kiro binds to a body (one small object a task, where a
+    ``functools.partial`` would be two for the cyclic collector to walk)."""
+    return _read_metadata(lines, ())
+
+
 def _split_ids(value: str) -> list[str]:
     ids = []
     for piece in _LIST_SPLIT.split(value):
@@ -729,8 +849,11 @@ def _split_ids(value: str) -> list[str]:
 
 def collect_text(text: str, path: Path, nodeid: str | None = None, name: str | None = None) -> Spec:
     """Parse tasks-file ``text`` read from ``path``; never raises on content."""
-    newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
-    normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\r" in text:
+        newline = "\r\n" if text.count("\r\n") * 2 > text.count("\n") else "\n"
+        normalized = text.replace("\r\n", "\n").replace("\r", "\n")
+    else:  # the commonest file: nothing to count or replace (a copy of it each)
+        newline, normalized = "\n", text
     lines = normalized.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

@@ -9,12 +9,23 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Collection, Iterator
 
 from seqrun.stash import Stash
 
 if TYPE_CHECKING:
+    from seqrun.metadata import TaskMetadata
     from seqrun.outcome import Attempt, PreviousAttempt
+
+
+def __getattr__(name: str) -> Any:
+    # TaskMetadata lives in seqrun.metadata (a listing never builds it);
+    # ``from seqrun.nodes import TaskMetadata`` still finds it, on first use.
+    if name == "TaskMetadata":
+        from seqrun.metadata import TaskMetadata
+
+        return TaskMetadata
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TaskState(str, enum.Enum):
@@ -32,18 +43,6 @@ class TaskKind(str, enum.Enum):
     HEADING = "heading"  # ### Task 1.2: Title    (files without checkboxes)
     NUMBERED = "numbered"  # 1.2. Title            (the seed's plain numbered list)
     GROUP = "group"  # ## 1. Setup            (a heading that parents 1.1, 1.2)
-
-
-@dataclass(frozen=True)
-class TaskMetadata:
-    """What a task's detail lines say, besides its title."""
-
-    details: str = ""
-    """The task's body, dedented, without blank lines at either end."""
-    requirements: tuple[str, ...] = ()
-    depends: tuple[str, ...] = ()
-    fields: dict[str, str] = field(default_factory=dict)
-    """Other metadata lines (``_Boundary: X_``, ``**Status**: done``) by key."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,12 @@ class Task:
     @property
     def metadata(self) -> TaskMetadata:
         if self._metadata is None:
-            self._metadata = self.read_metadata() if self.read_metadata is not None else TaskMetadata()
+            if self.read_metadata is not None:
+                self._metadata = self.read_metadata()
+            else:
+                from seqrun.metadata import TaskMetadata  # see seqrun.metadata: rarely needed
+
+                self._metadata = TaskMetadata()
             self.read_metadata = None
         return self._metadata
 
