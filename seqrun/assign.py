@@ -16,12 +16,12 @@ registration); the classifier is :mod:`seqrun.assigner`, imported when
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config, seconds
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.stash import StashKey
 
 DEFAULT_OWNERS = {
@@ -72,11 +72,4 @@ def seqrun_configure(config: Config) -> None:
 _ASSIGNER = frozenset({"parse_assignment", "Assigner"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _ASSIGNER:
-        from seqrun import assigner
-
-        value = getattr(assigner, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.assigner", _ASSIGNER)

@@ -29,12 +29,12 @@ detacher is :mod:`seqrun.detacher`, imported when ``--detach`` registers it:
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 
 @hookimpl
@@ -60,11 +60,4 @@ def seqrun_configure(config: Config) -> None:
 _DETACHER = frozenset({"Detacher"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _DETACHER:
-        from seqrun import detacher
-
-        value = getattr(detacher, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.detacher", _DETACHER)

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 
 GIT_TIMEOUT = 300.0
@@ -75,11 +75,4 @@ def seqrun_configure(config: Config) -> None:
 _GITCOMMITTER = frozenset({"GitError", "git", "commit_subject", "GitCommitter"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _GITCOMMITTER:
-        from seqrun import gitcommitter
-
-        value = getattr(gitcommitter, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.gitcommitter", _GITCOMMITTER)

@@ -39,12 +39,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
 
 import pluggy
 
 from seqrun.config import MAX_SECONDS, Config, UsageError, non_negative, whole_number
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.text import LazyPattern
 
 
@@ -104,11 +104,4 @@ def seqrun_configure(config: Config) -> None:
 _GUARDRAILSWATCH = frozenset({"usd", "failure_signature", "Guardrails"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _GUARDRAILSWATCH:
-        from seqrun import guardrailswatch
-
-        value = getattr(guardrailswatch, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.guardrailswatch", _GUARDRAILSWATCH)

@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.guardrails import parse_duration
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
 
@@ -96,14 +97,9 @@ SETTINGS: dict[str, Callable[[str, Config], object]] = {
 _DECLARED = frozenset({"Declared", "Marks", "declared", "marks_of", "field_line", "markers_listing"})
 
 
-def __getattr__(name: str) -> Any:
-    # A task's marks are read only when asked (-m, --markers, a file that
-    # names a setting): a plain listing never builds their classes.
-    if name in _DECLARED:
-        from seqrun import declared
-
-        return getattr(declared, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# A task's marks are read only when asked (-m, --markers, a file that
+# names a setting): a plain listing never builds their classes.
+__getattr__ = moved_names(__name__, "seqrun.declared", _DECLARED)
 
 
 # -- the plugin -----------------------------------------------------------------------------

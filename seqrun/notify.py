@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config, UsageError, seconds
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 
 EVENTS = ("halt", "failure", "finish")
@@ -85,11 +85,4 @@ def seqrun_configure(config: Config) -> None:
 _NOTIFIER = frozenset({"Notifier"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NOTIFIER:
-        from seqrun import notifier
-
-        value = getattr(notifier, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.notifier", _NOTIFIER)

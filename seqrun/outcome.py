@@ -22,7 +22,9 @@ under ``TYPE_CHECKING`` or in the functions that build or read them.
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+from seqrun.lazy import moved_names
 
 if TYPE_CHECKING:
     from seqrun.records import Attempt, Check, PreviousAttempt, TaskReport, Usage, Verdict  # noqa: F401
@@ -123,11 +125,4 @@ class Skipped(Exception):
 _RECORDS = frozenset({"Usage", "Check", "Verdict", "Attempt", "PreviousAttempt", "TaskReport"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _RECORDS:
-        from seqrun import records
-
-        value = getattr(records, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.records", _RECORDS)

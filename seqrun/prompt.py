@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Task, Unit
 from seqrun.stash import StashKey
 
@@ -140,11 +141,4 @@ def seqrun_attempt_feedback(previous: PreviousAttempt) -> str:
 _PROMPTFIELDS = frozenset({"prompt_fields", "feedback_text", "render", "_task_block"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PROMPTFIELDS:
-        from seqrun import promptfields
-
-        value = getattr(promptfields, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.promptfields", _PROMPTFIELDS)

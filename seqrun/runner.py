@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Task, TaskState, Unit
 from seqrun.outcome import Kind, Skipped
 from seqrun.paths import workdir
@@ -285,11 +286,4 @@ _PROTOCOL = frozenset({"CallInfo", "RunState", "AttemptSettings", "plan_units", 
                        "PtyExecutor", "TmuxExecutor", "tmux_session_name", "make_executor"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _PROTOCOL:
-        from seqrun import protocol
-
-        value = getattr(protocol, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.protocol", _PROTOCOL)

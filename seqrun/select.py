@@ -24,12 +24,13 @@ The grammar is :mod:`seqrun.expression`, loaded only when there is a ``-k``.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
 
 from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Task
 from seqrun.stash import StashKey
 
@@ -44,14 +45,9 @@ _GRAMMAR = frozenset({"Expression", "ExpressionError", "_Token", "_tokenize", "_
                       "_LETTERED_ID"})
 
 
-def __getattr__(name: str) -> Any:
-    # The grammar is compiled only for a -k (or -m): a listing without one
-    # never builds its token class nor its regexes.
-    if name in _GRAMMAR:
-        from seqrun import expression
-
-        return getattr(expression, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The grammar is compiled only for a -k (or -m): a listing without one
+# never builds its token class nor its regexes.
+__getattr__ = moved_names(__name__, "seqrun.expression", _GRAMMAR)
 
 
 def task_ids(task: Task) -> set[str]:

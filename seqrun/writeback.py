@@ -42,12 +42,12 @@ writer itself is :mod:`seqrun.checkbox`, imported when a run registers it:
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 
 @hookimpl
@@ -70,11 +70,4 @@ _CHECKBOX = frozenset({"LineTracker", "set_mark", "RunningMark", "MarkLedger", "
                        "find_running_mark", "write_at_running_mark"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _CHECKBOX:
-        from seqrun import checkbox
-
-        value = getattr(checkbox, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.checkbox", _CHECKBOX)

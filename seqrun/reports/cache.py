@@ -55,12 +55,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Spec, Task
 from seqrun.outcome import Kind, Outcome
 
@@ -79,12 +80,7 @@ FAILED_OUTCOMES = (Outcome.FAILED, Outcome.ERROR, Outcome.HALTED)
 _CACHEFILES = frozenset({"Cache", "LASTFAILED", "STEPWISE", "GITIGNORE", "CACHEDIR_TAG"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _CACHEFILES:
-        from seqrun.reports import cachefiles
-
-        return getattr(cachefiles, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.reports.cachefiles", _CACHEFILES)
 
 
 def specs_root(spec: Spec) -> Path:

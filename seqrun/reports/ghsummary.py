@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from seqrun.config import Config
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 ENV = "GITHUB_STEP_SUMMARY"
 #: Rows of the failed/halted table; the rest are counted, not listed.
@@ -43,11 +43,4 @@ def seqrun_configure(config: Config) -> None:
 _GHSUMMARYWRITER = frozenset({"md", "GithubSummary", "append", "render_summary"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _GHSUMMARYWRITER:
-        from seqrun.reports import ghsummarywriter
-
-        value = getattr(ghsummarywriter, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.reports.ghsummarywriter", _GHSUMMARYWRITER)

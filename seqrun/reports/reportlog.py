@@ -72,12 +72,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
 
 import pluggy
 
 from seqrun.config import Config, UsageError
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 
 
 SCHEMA_VERSION = "2"
@@ -143,11 +143,4 @@ def seqrun_unconfigure(config: Config) -> None:
 _REPORTLOGWRITER = frozenset({"report_to_dict", "attempt_to_dict", "ReportLog"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _REPORTLOGWRITER:
-        from seqrun.reports import reportlogwriter
-
-        value = getattr(reportlogwriter, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.reports.reportlogwriter", _REPORTLOGWRITER)

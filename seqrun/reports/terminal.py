@@ -47,6 +47,7 @@ import pluggy
 
 from seqrun.config import Config, config_warnings_key
 from seqrun.hookspec import hookimpl
+from seqrun.lazy import moved_names
 from seqrun.nodes import Task, TaskKind, TaskState, Unit
 from seqrun.text import oneline, printable
 from seqrun.outcome import Kind, Outcome
@@ -540,11 +541,4 @@ class TerminalReporter:
 _LIVE = frozenset({"Running", "Waiting", "LiveStatus", "LiveView", "last_output_line", "describe_json_line"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LIVE:
-        from seqrun.reports import live
-
-        value = getattr(live, name)
-        globals()[name] = value  # later look-ups are plain module attributes
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = moved_names(__name__, "seqrun.reports.live", _LIVE)
