@@ -347,6 +347,12 @@ class _Reader:
         # those as "").
         whole_gaps = checkbox_mode and _only_spaces(self.text)
         pads: dict[int, tuple[str, str]] = {}
+        # Whether a gap's first line ends the title (empty or a bullet): a
+        # function of the line alone, so a line equal to the last one tested
+        # (a templated spec repeats it: "    - Write the code and its tests")
+        # has the same answer, given by one comparison.
+        first_tested: str | None = None
+        first_ends_title = False
         # A task closed with its gap taken whole has no draft; the rare line
         # that adds to it after the gap (a fenced line, an empty checkbox)
         # first gives it the draft plain() would have left (resume). It is
@@ -413,13 +419,16 @@ class _Reader:
                         if pad is None:
                             pad = pads[indent] = (" " * (indent + 1), "\n" + " " * (indent + 1))
                         first = part[0]
+                        if first != first_tested:
+                            first_tested = first
+                            first_ends_title = (not first or first.lstrip(" ")[:2] in _DASHES
+                                                or _BULLET.match(first.lstrip(" ")) is not None)
                         # No "[" (a loose checkbox), every line empty or
                         # indented deeper than the task, the first empty
                         # or a bullet (the title ends there, not continued).
                         taken = ("[" not in gap
                                  and gap.count(pad[1]) + first.startswith(pad[0]) == len(part) - part.count("")
-                                 and (not first or first.lstrip(" ")[:2] in _DASHES
-                                      or _BULLET.match(first.lstrip(" ")) is not None))
+                                 and first_ends_title)
                     else:
                         part, taken = [], True
                 else:
