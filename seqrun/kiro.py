@@ -54,6 +54,8 @@ from seqrun.nodes import Spec, Step, Task, TaskKind, TaskState, Warning_
 from seqrun.text import LazyPattern
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from seqrun.config import Config
     from seqrun.metadata import TaskMetadata
 
@@ -108,10 +110,10 @@ _CHECKBOX = re.compile(
 #: The commonest checkbox line, ``  - [ ] 1.2 Title``, in a pattern half of
 #: _CHECKBOX's cost: where it matches a line without ``✅`` (scan tests that:
 #: in the pattern, it would double its compile time), _CHECKBOX reads the
-#: same indent, mark, id and rest (no bold, tag, tab or marker: the pass's
-#: short way).
-_COMMON_CHECKBOX = re.compile(
-    r"(?P<indent> *)- \[(?P<mark>[ xX~/-])\] (?P<text>(?P<id>\d+(?:\.\d+)*)\.?(?P<rest> [^[(*]*))$")
+#: same mark, id and rest (less rest's first space), its indent is the
+#: spaces before ``- [`` (no bold, tag, tab or marker: the pass's short way).
+#: Only the groups the pass uses are captured: each is a string per task.
+_COMMON_CHECKBOX = re.compile(r" *- \[(?P<mark>[ xX~/-])\] (?P<id>\d+(?:\.\d+)*)\.? (?P<rest>[^[(*]*)$")
 # Something that looks like a checkbox but is not one we know: worth a warning.
 _LOOSE_CHECKBOX = LazyPattern(r"^[ \t]*(?:[-*+][ \t]+)?\[(?P<inner>[^\]]{0,3})\][ \t]+\S")
 _NUMBERED = LazyPattern(
@@ -238,7 +240,9 @@ class _Reader:
         heads: list[tuple[re.Match[str] | None, re.Match[str]]] = []
         lines = self.lines
         joined = self.text  # a fence marker cannot span lines: one test for the file
-        if "```" in joined or "~~~" in joined:
+        # A one-character test is a memchr; a three-character search costs a
+        # tenth of the pass on a file with neither character (most of them).
+        if ("`" in joined and "```" in joined) or ("~" in joined and "~~~" in joined):
             fence: str | None = None
             for index, text in enumerate(lines):
                 m = _FENCE.match(text) if ("```" in text or "~~~" in text) else None
@@ -256,9 +260,17 @@ class _Reader:
                     fenced.add(index)
         box_match, head_match, common = _CHECKBOX.match, _HEADING.match, _COMMON_CHECKBOX.match
         # Without fences, only a line with a "[" or starting with "#" can be
-        # special: one comprehension finds them, the loop sees only those.
-        candidates = range(len(lines)) if fenced else [
-            index for index, text in enumerate(lines) if "[" in text or text[:1] == "#"]
+        # special: one comprehension finds the first, the few headings are
+        # found in the text (heading_lines), the loop sees only those.
+        if fenced:
+            candidates: Sequence[int] = range(len(lines))
+        else:
+            found = [index for index, text in enumerate(lines) if "[" in text]
+            headings = self.heading_lines()
+            if headings:
+                found.extend(headings)
+                found.sort()
+            candidates = found
         for index in candidates:
             text = lines[index]
             if fenced and index in fenced:
@@ -281,6 +293,22 @@ class _Reader:
             if m or h:
                 special.append((index, m, h))
         return special, fenced, boxes, heads
+
+    def heading_lines(self) -> list[int]:
+        """The indexes of the lines that start with ``#`` and hold no ``[``,
+        in order: a memchr per ``#`` of the text, not a test per line."""
+        text, lines = self.text, self.lines
+        found: list[int] = []
+        index = start = 0  # the line that starts at offset `start`
+        pos = text.find("#")
+        while pos != -1:
+            if pos == 0 or text[pos - 1] == "\n":
+                index += text.count("\n", start, pos)
+                start = pos
+                if "[" not in lines[index]:
+                    found.append(index)
+            pos = text.find("#", pos + 1)
+        return found
 
     def choose_mode(self, boxes: list[re.Match[str]],
                     heads: list[tuple[re.Match[str] | None, re.Match[str]]]) -> TaskKind:
@@ -319,10 +347,17 @@ class _Reader:
         # those as "").
         whole_gaps = checkbox_mode and _only_spaces(self.text)
         pads: dict[int, tuple[str, str]] = {}
+        # Whether a gap's first line ends the title (empty or a bullet): a
+        # function of the line alone, so a line equal to the last one tested
+        # (a templated spec repeats it: "    - Write the code and its tests")
+        # has the same answer, given by one comparison.
+        first_tested: str | None = None
+        first_ends_title = False
         # A task closed with its gap taken whole has no draft; the rare line
         # that adds to it after the gap (a fenced line, an empty checkbox)
-        # first gives it the draft plain() would have left (resume).
-        undrafted: tuple[Task, int] | None = None
+        # first gives it the draft plain() would have left (resume). It is
+        # kept as its indent-stack entry, (indent, task): no tuple of its own.
+        undrafted: tuple[int, Task] | None = None
         ends = [entry[0] for entry in special]  # a gap ends at the next special line
         ends.append(len(lines))
         for end, (index, checkbox, h) in zip(islice(ends, 1, None), special):
@@ -330,98 +365,102 @@ class _Reader:
             if start < index:
                 self.plain(start, index, mode)
             start = index + 1
-            text = lines[index]
             if fenced and index in fenced:
                 if closed is not None:
                     self.resume(*closed)
-                self.add_detail(text)
+                self.add_detail(lines[index])
                 continue
             number = index + 1
             if checkbox_mode and checkbox:
                 if checkbox.re is common_checkbox:
-                    indent_text, mark, _, written, rest = checkbox.groups()
-                    opt = task_text = None
-                    common = True
+                    mark, written, rest = checkbox.groups()
+                    indent = checkbox.start(1) - 3  # the spaces before "- ["
+                    opt = None
                 else:
                     indent_text, _, mark, opt, task_text, bold, _, written, rest = checkbox.groups()
-                    common = (written is not None and bold is None and "\t" not in indent_text and "[" not in rest
-                              and "(" not in rest and "*" not in rest and "✅" not in rest)
-                if common:
-                    # The common task line, "- [ ] 1.2 Title": start_checkbox's
-                    # work without its rare cases (no tags, marker, bold, tab).
-                    # The Task is made without its __init__ (a dataclass of 19
-                    # fields, keyword arguments: most of a task line's cost):
-                    # the fields it leaves out are the class's defaults.
-                    task = new_task(Task)
-                    task.id = ""
-                    task.title = rest.strip() or written
-                    task.line = number
-                    task.state = _STATES[mark]
-                    task.mark = mark
-                    task.written_id = written
-                    if opt is not None:
-                        task.optional = True
-                    task.section = self.section
-                    task.children = []
                     indent = len(indent_text)
-                    draft = self.draft
-                    if draft is not None:
-                        if draft.task.kind is TaskKind.HEADING:
-                            self.close_draft()
-                        else:  # close_draft's work for any other task, inline
-                            draft.task.read_metadata = draft
-                            draft.task.body = draft.detail_lines
-                    if whole_gaps:
-                        if end > start:
-                            part = lines[start:end]
-                            gap = "\n".join(part)
-                            pad = pads.get(indent)
-                            if pad is None:
-                                pad = pads[indent] = (" " * (indent + 1), "\n" + " " * (indent + 1))
-                            first = part[0]
-                            # No "[" (a loose checkbox), every line empty or
-                            # indented deeper than the task, the first empty
-                            # or a bullet (the title ends there, not continued).
-                            taken = ("[" not in gap
-                                     and gap.count(pad[1]) + first.startswith(pad[0]) == len(part) - part.count("")
-                                     and (not first or first.lstrip(" ")[:2] in _DASHES
-                                          or _BULLET.match(first.lstrip(" ")) is not None))
+                    if not (written is not None and bold is None and "\t" not in indent_text and "[" not in rest
+                            and "(" not in rest and "*" not in rest and "✅" not in rest):
+                        if task_text.rstrip(" \t"):
+                            self.start_checkbox(number, checkbox, lines[index])
                         else:
-                            part, taken = [], True
+                            if closed is not None:  # its task takes the lines after it
+                                self.resume(*closed)
+                            self.warn(number, "checkbox without a task title; ignored")
+                        continue
+                # The common task line, "- [ ] 1.2 Title": start_checkbox's
+                # work without its rare cases (no tags, marker, bold, tab).
+                # The Task is made without its __init__ (a dataclass of 19
+                # fields, keyword arguments: most of a task line's cost):
+                # the fields it leaves out are the class's defaults.
+                task = new_task(Task)
+                task.id = ""
+                task.title = rest.strip() or written
+                task.line = number
+                task.state = _STATES[mark]
+                task.mark = mark
+                task.written_id = written
+                if opt is not None:
+                    task.optional = True
+                task.section = self.section
+                task.children = []
+                draft = self.draft
+                if draft is not None:
+                    if draft.task.kind is TaskKind.HEADING:
+                        self.close_draft()
+                    else:  # close_draft's work for any other task, inline
+                        draft.task.read_metadata = draft
+                        draft.task.body = draft.detail_lines
+                if whole_gaps:
+                    if end > start:
+                        part = lines[start:end]
+                        gap = "\n".join(part)
+                        pad = pads.get(indent)
+                        if pad is None:
+                            pad = pads[indent] = (" " * (indent + 1), "\n" + " " * (indent + 1))
+                        first = part[0]
+                        if first != first_tested:
+                            first_tested = first
+                            first_ends_title = (not first or first.lstrip(" ")[:2] in _DASHES
+                                                or _BULLET.match(first.lstrip(" ")) is not None)
+                        # No "[" (a loose checkbox), every line empty or
+                        # indented deeper than the task, the first empty
+                        # or a bullet (the title ends there, not continued).
+                        taken = ("[" not in gap
+                                 and gap.count(pad[1]) + first.startswith(pad[0]) == len(part) - part.count("")
+                                 and first_ends_title)
                     else:
-                        taken = False
-                    if taken:
-                        # As close_draft would leave it; a draft only if needed.
-                        task.body = part
-                        task.read_metadata = MethodType(_read_body, part)
-                        self.draft = None
-                        undrafted = task, indent
-                        start = end
-                    else:
-                        self.draft = _Draft(task, indent)
-                    while stack and stack[-1][0] >= indent:
-                        stack.pop()
-                    # attach(task), inline
-                    prefix, dot, _ = written.rpartition(".")
-                    while dot:  # "1.2.3": "1.2", then "1"
-                        parent = latest.get(prefix)
-                        if parent is not None:
-                            task.parent = parent
-                            parent.children.append(task)
-                            break
-                        prefix, dot, _ = prefix.rpartition(".")
-                    latest[written] = task
-                    order.append(task)
-                    stack.append((indent, task))
-                elif task_text.rstrip(" \t"):  # type: ignore[union-attr]
-                    self.start_checkbox(number, checkbox, text)
+                        part, taken = [], True
                 else:
-                    if closed is not None:  # its task takes the lines after it
-                        self.resume(*closed)
-                    self.warn(number, "checkbox without a task title; ignored")
+                    taken = False
+                entry = indent, task
+                if taken:
+                    # As close_draft would leave it; a draft only if needed.
+                    task.read_metadata = MethodType(_read_body, part)
+                    task.body = part
+                    self.draft = None
+                    undrafted = entry
+                    start = end
+                else:
+                    self.draft = _Draft(task, indent)
+                while stack and stack[-1][0] >= indent:
+                    stack.pop()
+                # attach(task), inline
+                prefix, dot, _ = written.rpartition(".")
+                while dot:  # "1.2.3": "1.2", then "1"
+                    parent = latest.get(prefix)
+                    if parent is not None:
+                        task.parent = parent
+                        parent.children.append(task)
+                        break
+                    prefix, dot, _ = prefix.rpartition(".")
+                latest[written] = task
+                order.append(task)
+                stack.append(entry)
                 continue
+            text = lines[index]
             if heading_mode and checkbox and self.draft is not None:
-                self.draft.steps.append(Step(number, checkbox.group("mark"), checkbox.group("text").rstrip(" \t")))
+                self.draft.steps.append(Step(number, checkbox.group("mark"), _box_text(checkbox).rstrip(" \t")))
             if h:
                 level, body = len(h.group(1)), h.group(2)
                 if heading_mode:
@@ -450,7 +489,7 @@ class _Reader:
         self.close_draft()
         return self.finish()
 
-    def resume(self, task: Task, indent: int) -> None:
+    def resume(self, indent: int, task: Task) -> None:
         """Give ``task``, closed with its gap taken whole (read), the draft
         plain() would have left it: those lines, the title ended by any."""
         draft = self.draft = _Draft(task, indent)
@@ -677,6 +716,13 @@ class _Reader:
         # A kept node's parent is kept too (it has a child), so the roots are
         # the parentless ones, and `kept` is every node of the tree.
         return [t for t in kept if t.parent is None]
+
+
+def _box_text(m: re.Match[str]) -> str:
+    """A checkbox match's text: what follows the box (the id on)."""
+    if m.re is _COMMON_CHECKBOX:  # no "text" group: not a string per task for the rare reader
+        return m.string[m.start("id"):]
+    return m.group("text")  # type: ignore[no-any-return]
 
 
 def _title_parts(text: str) -> tuple[str | None, str, tuple[str, ...], bool, tuple[str, ...]]:
