@@ -392,7 +392,11 @@ class _Reader:
                 # work without its rare cases (no tags, marker, bold, tab).
                 # The Task is made without its __init__ (a dataclass of 19
                 # fields, keyword arguments: most of a task line's cost):
-                # the fields it leaves out are the class's defaults.
+                # the fields it leaves out are the class's defaults. ``id``
+                # is set first although finish() sets it again: the
+                # attributes set in the fields' order share one key table
+                # (a task's dict set out of order is a dict of its own,
+                # 3 ms slower over 5,000 tasks).
                 task = new_task(Task)
                 task.id = ""
                 task.title = rest.strip() or written
