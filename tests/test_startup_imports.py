@@ -137,3 +137,20 @@ def test_marks_and_expressions_load_when_used(make_spec, project):
     result, modules = imported(project, "--co", "-q", "-k", "1", "-m", "P or timeout")
     assert result.returncode == 0, result.stderr
     assert {"seqrun.expression", "seqrun.declared"} <= modules
+
+
+def test_a_run_has_the_garbage_collector_back_once_its_tasks_are_collected(make_spec, project):
+    # Start-up pauses the cyclic collector (seqrun.cli); a night's run must not
+    # go on without it: by the first task it is back, start-up's objects frozen.
+    make_spec(SPEC)
+    (project / ".kiro" / "specs" / "conftest.py").write_text(
+        "import gc, json\n"
+        "from pathlib import Path\n"
+        "def seqrun_runtest_setup(item):\n"
+        "    with open(Path(__file__).parent / 'gc.jsonl', 'a') as out:\n"
+        "        out.write(json.dumps([item.id, gc.isenabled(), gc.get_freeze_count() > 0]) + '\\n')\n")
+    result, _ = imported(project, "--backend", "demo", "--no-tmux", "--delay", "0", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = [json.loads(line) for line in (project / ".kiro" / "specs" / "gc.jsonl").read_text().splitlines()]
+    assert [task for task, _, _ in seen] == ["1", "2.1"]
+    assert all(enabled and frozen for _, enabled, frozen in seen), seen
